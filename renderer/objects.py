@@ -1,0 +1,128 @@
+"""Gains for render items with typeDefinition == Objects (ITU-R BS.2127 clause 7).
+
+The BS.2127 gain calculator (clause 7.3) computes, for each audioBlockFormat, loudspeaker gains
+from the block's position: polar positions through the point-source panner (clause 6.1) and
+blocks with the cartesian flag through the allocentric panner on the layout's allocentric
+loudspeaker positions (clause 7.3, allocentric panning); then
+the block gain and the direct/diffuse split (``sqrt(1 - diffuse)`` for the direct part) are
+applied, and LFE channels get no signal.
+
+Everything here is batched: the configured panners are pytrees of arrays, and
+:func:`object_block_gains` computes all blocks of all objects in one jitted call, padded to a
+few bucket sizes so that compilations are reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from adm.model import CartesianPosition, ObjectsBlock, PolarPosition
+from layouts.model import Layout
+from renderer.allocentric import allocentric_gains, configure_allocentric
+from renderer.point_source import configure_point_source, point_source_gains
+
+
+@dataclass(frozen=True)
+class ObjectPanner:
+    """Object gain calculation configured for one layout.
+
+    ``lfe_mask``: (n_channels,) bool, True for LFE outputs (always silent for Objects).
+    """
+
+    layout: Layout
+    point_source: Any
+    allocentric: Any
+    lfe_mask: np.ndarray
+
+
+def configure_objects(layout: Layout) -> ObjectPanner:
+    """Configure the Objects gain calculation for ``layout`` (numpy, once)."""
+    return ObjectPanner(
+        layout=layout,
+        point_source=configure_point_source(layout),
+        allocentric=configure_allocentric(layout),
+        lfe_mask=layout.is_lfe,
+    )
+
+
+def _polar_to_cartesian(azimuth, elevation, distance):
+    az, el = jnp.radians(azimuth), jnp.radians(elevation)
+    return distance[..., None] * jnp.stack(
+        [-jnp.sin(az) * jnp.cos(el), jnp.cos(az) * jnp.cos(el), jnp.sin(el)], axis=-1)
+
+
+@jax.jit
+def _block_gains(point_source, allocentric, coords, cartesian, scale):
+    """Pure gain function for a batch of blocks.
+
+    coords: (B, 3) azimuth/elevation/distance (degrees) for polar blocks, X/Y/Z for cartesian
+    ones. cartesian: (B,) bool. scale: (B,) linear gain applied after panning.
+    Returns (B, n_speakers) gains over the non-LFE speakers.
+    """
+    coords = coords.astype(jnp.float64) if jax.config.jax_enable_x64 else coords
+    polar_vec = _polar_to_cartesian(coords[:, 0], coords[:, 1], coords[:, 2])
+    norm = jnp.linalg.norm(polar_vec, axis=-1, keepdims=True)
+    # BS.2127: a source at the listening position has no direction; the reference renderer
+    # yields NaN gains there and replaces them by 0.
+    direction = polar_vec / jnp.where(norm > 0, norm, 1.0)
+    polar_gains = jnp.where(norm > 0, point_source_gains(point_source, direction), 0.0)
+    cart_gains = allocentric_gains(allocentric, jnp.clip(coords, -1.0, 1.0))
+    gains = jnp.where(cartesian[:, None], cart_gains, polar_gains)
+    return gains * scale[:, None]
+
+
+def _bucket(n: int) -> int:
+    size = 64
+    while size < n:
+        size *= 2
+    return size
+
+
+def block_parameters(blocks: Sequence[ObjectsBlock]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """coords (B, 3), cartesian (B,) bool, block scale (B,) = gain * sqrt(1 - diffuse)."""
+    coords = np.zeros((len(blocks), 3))
+    cartesian = np.zeros(len(blocks), dtype=bool)
+    scale = np.zeros(len(blocks))
+    for i, block in enumerate(blocks):
+        position = block.position
+        if isinstance(position, CartesianPosition):
+            coords[i] = (position.x, position.y, position.z)
+            cartesian[i] = True
+        else:
+            assert isinstance(position, PolarPosition)
+            coords[i] = (position.azimuth, position.elevation, position.distance)
+        scale[i] = block.gain * np.sqrt(1.0 - block.diffuse)
+    return coords, cartesian, scale
+
+
+def object_block_gains(
+    panner: ObjectPanner, blocks: Sequence[ObjectsBlock], extra_scale: np.ndarray | None = None
+) -> np.ndarray:
+    """Direct-path gains of every block: (B, n_channels) float64, LFE channels 0.
+
+    ``extra_scale`` (B,) multiplies each block's gains (audioObject gain and mute).
+    """
+    n_blocks = len(blocks)
+    n_channels = panner.layout.n_channels
+    if n_blocks == 0:
+        return np.zeros((0, n_channels))
+    coords, cartesian, scale = block_parameters(blocks)
+    if extra_scale is not None:
+        scale = scale * extra_scale
+    padded = _bucket(n_blocks)
+    pad = padded - n_blocks
+    coords = np.pad(coords, ((0, pad), (0, 0)), constant_values=1.0)
+    cartesian = np.pad(cartesian, (0, pad))
+    scale = np.pad(scale, (0, pad))
+    speaker_gains = np.asarray(_block_gains(
+        panner.point_source, panner.allocentric,
+        jnp.asarray(coords, jnp.float32), jnp.asarray(cartesian), jnp.asarray(scale, jnp.float32),
+    ))[:n_blocks]
+    gains = np.zeros((n_blocks, n_channels))
+    gains[:, ~panner.lfe_mask] = speaker_gains
+    return gains

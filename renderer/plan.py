@@ -1,0 +1,115 @@
+"""Gain plan: render items -> segments of per-track gain functions (arrays only).
+
+This is the boundary between metadata and audio: the engine mixes the audio with the plan and
+never sees ADM. Objects gains are computed for all blocks of all items in one batched JAX call
+(:func:`renderer.objects.object_block_gains`); DirectSpeakers gains per channel
+(:mod:`renderer.direct_speakers`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from adm.items import DirectSpeakersRenderItem, HoaRenderItem, ObjectRenderItem
+from adm.model import AdmError, ObjectsBlock
+from layouts.model import Layout
+from renderer.direct_speakers import configure_direct_speakers, direct_speakers_gains
+from renderer.objects import configure_objects, object_block_gains
+from renderer.timing import Segments, block_timings, segments_for_track
+
+
+@dataclass(frozen=True)
+class GainPlan:
+    """Everything the engine needs: segments over ``n_outputs`` channels, and notes for the user."""
+
+    segments: Segments
+    n_outputs: int
+    warnings: tuple[str, ...] = field(default=())
+
+
+# Features of Objects blocks that are parsed but not rendered yet, with the test for each.
+_UNRENDERED_FEATURES = (
+    ("extent (width/height/depth)", lambda b: b.width != 0 or b.height != 0 or b.depth != 0),
+    ("diffuse (only the direct part is rendered)", lambda b: b.diffuse != 0),
+    ("objectDivergence", lambda b: b.object_divergence.value != 0),
+    ("channelLock", lambda b: b.channel_lock.flag),
+    ("zoneExclusion", lambda b: bool(b.zone_exclusion)),
+    ("screenRef", lambda b: b.screen_ref),
+    ("screenEdgeLock", lambda b: b.screen_edge_lock.horizontal is not None
+     or b.screen_edge_lock.vertical is not None),
+)
+
+
+def _object_scale(item) -> float:
+    context = item.context
+    return 0.0 if context.object_mute else context.object_gain
+
+
+def build_gain_plan(
+    items: Sequence, layout: Layout, sample_rate: int, source: str = ""
+) -> GainPlan:
+    """Gain plan for ``items`` (from :func:`adm.items.select_items`) rendered to ``layout``."""
+    where = f"{source}: " if source else ""
+    n_out = layout.n_channels
+    parts: list[Segments] = []
+    warnings: list[str] = []
+
+    object_items = [i for i in items if isinstance(i, ObjectRenderItem)]
+    direct_items = [i for i in items if isinstance(i, DirectSpeakersRenderItem)]
+    hoa_items = [i for i in items if isinstance(i, HoaRenderItem)]
+    if hoa_items:
+        raise AdmError(f"{where}HOA content is not rendered yet (audioPackFormat "
+                       f"{hoa_items[0].context.pack_format_ids[-1:]})")
+
+    if object_items:
+        panner = configure_objects(layout)
+        all_blocks: list[ObjectsBlock] = []
+        all_scale: list[float] = []
+        for item in object_items:
+            blocks = item.channel_format.blocks
+            all_blocks.extend(blocks)
+            all_scale.extend([_object_scale(item)] * len(blocks))
+        for name, used in _UNRENDERED_FEATURES:
+            users = sorted({item.channel_format.id for item in object_items
+                            if any(used(b) for b in item.channel_format.blocks)})
+            if users:
+                shown = ", ".join(users[:5]) + (" ..." if len(users) > 5 else "")
+                warnings.append(f"{where}{name} is not rendered yet; affected channels: {shown}")
+        gains = object_block_gains(panner, all_blocks, np.array(all_scale))
+        offset = 0
+        for item in object_items:
+            n = len(item.channel_format.blocks)
+            item_gains = gains[offset:offset + n]
+            offset += n
+            if item.track_index is None:
+                continue
+            timings = block_timings(
+                item.channel_format.blocks, sample_rate, item.context.object_start,
+                item.context.object_duration, interpolate=True,
+                where=f"{where}audioChannelFormat {item.channel_format.id}: ",
+            )
+            parts.append(segments_for_track(item.track_index, timings, item_gains))
+
+    if direct_items:
+        ds_panner = configure_direct_speakers(layout)
+        for item in direct_items:
+            if item.track_index is None:
+                continue
+            blocks = item.channel_format.blocks
+            scale = _object_scale(item)
+            gains = np.array([
+                direct_speakers_gains(ds_panner, block, item.channel_format.frequency,
+                                      item.context.pack_format_ids) * block.gain * scale
+                for block in blocks
+            ]).reshape(len(blocks), n_out)
+            timings = block_timings(
+                blocks, sample_rate, item.context.object_start, item.context.object_duration,
+                interpolate=False, where=f"{where}audioChannelFormat {item.channel_format.id}: ",
+            )
+            parts.append(segments_for_track(item.track_index, timings, gains))
+
+    return GainPlan(segments=Segments.concatenate(parts, n_out), n_outputs=n_out,
+                    warnings=tuple(warnings))
