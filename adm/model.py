@@ -14,7 +14,6 @@ import enum
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
-from typing import Union
 
 
 class TypeDefinition(enum.Enum):
@@ -27,7 +26,7 @@ class TypeDefinition(enum.Enum):
     Binaural = "0005"
 
     @classmethod
-    def from_label(cls, label: str) -> "TypeDefinition":
+    def from_label(cls, label: str) -> TypeDefinition:
         """Look up by typeLabel ("0003") or typeDefinition ("Objects")."""
         for member in cls:
             if label in (member.value, member.name):
@@ -58,7 +57,7 @@ class CartesianPosition:
     z: float = 0.0
 
 
-ObjectPosition = Union[PolarPosition, CartesianPosition]
+ObjectPosition = PolarPosition | CartesianPosition
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class DirectSpeakersCartesianPosition:
     z: BoundedValue = BoundedValue(0.0)
 
 
-DirectSpeakersPosition = Union[DirectSpeakersPolarPosition, DirectSpeakersCartesianPosition]
+DirectSpeakersPosition = DirectSpeakersPolarPosition | DirectSpeakersCartesianPosition
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,7 +152,7 @@ class CartesianZone:
     label: str | None = None
 
 
-Zone = Union[PolarZone, CartesianZone]
+Zone = PolarZone | CartesianZone
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,6 +201,7 @@ class DirectSpeakersBlock:
     gain: float = 1.0
     importance: int = 10
     head_locked: bool = False
+    screen_edge_lock: ScreenEdgeLock = ScreenEdgeLock()
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ class BinauralBlock:
     importance: int = 10
 
 
-BlockFormat = Union[ObjectsBlock, DirectSpeakersBlock, HoaBlock, MatrixBlock, BinauralBlock]
+BlockFormat = ObjectsBlock | DirectSpeakersBlock | HoaBlock | MatrixBlock | BinauralBlock
 
 
 # --------------------------------------------------------------------------------------------
@@ -422,7 +422,7 @@ class CartesianScreen:
     width_x: float
 
 
-Screen = Union[PolarScreen, CartesianScreen]
+Screen = PolarScreen | CartesianScreen
 
 # BS.2076-2 default reference screen (polar, 1.78:1, 58 degrees wide, straight ahead).
 DEFAULT_SCREEN = PolarScreen(

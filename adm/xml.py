@@ -1,0 +1,1341 @@
+"""ADM XML (ITU-R BS.2076-2) -> :mod:`adm.model` objects, plus the chna merge.
+
+Entry points:
+
+* :func:`parse_adm_xml` - bytes of an ``axml`` chunk or an ADM XML file -> :class:`AdmDocument`
+  with the BS.2094 common definitions merged in and every reference checked;
+* :func:`check_references` - every ``...IDRef`` resolves to an element of the right kind;
+* :func:`apply_chna` - merge the ``chna`` chunk's track table (BS.2076-2 clause 6 / BS.2088).
+
+The XML is parsed with a locked-down lxml parser (no entity resolution, no DTD loading, no
+network, no huge trees); a document whose DOCTYPE declares entities is refused outright.
+Accepted layouts: ``ebuCoreMain/coreMetadata/format/audioFormatExtended`` (any namespace, or
+none), the BS.2094 ``ituADM`` wrapper, a bare ``audioFormatExtended`` root and the serial-ADM
+(BS.2125) ``frame/audioFormatExtended`` form. Elements are matched by local name.
+
+IDs and ID references are normalised by stripping whitespace and upper-casing them (the hex
+digits of ADM IDs are case-insensitive in practice: ``AC_0001000a`` == ``AC_0001000A``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from fractions import Fraction
+
+import lxml.etree as etree
+
+from .model import (
+    AdmDocument,
+    AdmError,
+    AudioChannelFormat,
+    AudioContent,
+    AudioObject,
+    AudioPackFormat,
+    AudioProgramme,
+    AudioStreamFormat,
+    AudioTrackFormat,
+    AudioTrackUID,
+    BinauralBlock,
+    BlockFormat,
+    BoundedValue,
+    CartesianPosition,
+    CartesianScreen,
+    CartesianZone,
+    ChannelLock,
+    ChnaEntry,
+    DirectSpeakersBlock,
+    DirectSpeakersCartesianPosition,
+    DirectSpeakersPolarPosition,
+    Frequency,
+    HoaBlock,
+    JumpPosition,
+    LoudnessMetadata,
+    MatrixBlock,
+    MatrixCoefficient,
+    ObjectDivergence,
+    ObjectsBlock,
+    PolarPosition,
+    PolarScreen,
+    PolarZone,
+    Screen,
+    ScreenEdgeLock,
+    TypeDefinition,
+    Zone,
+)
+from .timecode import parse_time
+
+__all__ = [
+    "parse_adm_xml",
+    "parse_adm_elements",
+    "merge_common_definitions",
+    "check_references",
+    "apply_chna",
+    "SILENT_TRACK_UID",
+]
+
+SILENT_TRACK_UID = "ATU_00000000"
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+_LOCAL_NAMES: dict[str, str] = {}
+
+
+def _lname(tag: str) -> str:
+    """Local name of an lxml tag ``{namespace}name`` (cached: tags repeat a lot)."""
+    name = _LOCAL_NAMES.get(tag)
+    if name is None:
+        name = tag.rpartition("}")[2]
+        _LOCAL_NAMES[tag] = name
+    return name
+
+
+def _children(el: etree._Element) -> Iterable[tuple[str, etree._Element]]:
+    """(local name, element) of the element children of ``el`` (comments and PIs skipped)."""
+    for child in el:
+        tag = child.tag
+        if tag.__class__ is str:
+            name = _LOCAL_NAMES.get(tag)
+            yield (name if name is not None else _lname(tag)), child
+
+
+def _norm_id(text: str) -> str:
+    return text.strip().upper()
+
+
+_FLOAT_RE = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*\Z")
+_INT_RE = re.compile(r"\s*[+-]?\d+\s*\Z")
+_BOOLS = {"0": False, "1": True, "false": False, "true": True}
+_DECIMAL_SECONDS_RE = re.compile(r"\s*\+?(?:\d+\.?\d*|\.\d+)\s*\Z")
+
+
+class _Ctx:
+    """Where we are: the source name (for messages) and the strictness."""
+
+    __slots__ = ("source", "strict", "_times", "_seconds", "_floats")
+
+    def __init__(self, source: str, strict: bool) -> None:
+        self.source = source
+        self.strict = strict
+        # memo of converted values: block times and numbers repeat a lot in real files
+        self._times: dict[str, Fraction] = {}
+        self._seconds: dict[str, Fraction] = {}
+        self._floats: dict[str, float] = {}
+
+    def error(self, el: etree._Element | None, owner: str, message: str) -> AdmError:
+        line = getattr(el, "sourceline", None)
+        where = f"line {line}: " if line else ""
+        who = f"{owner}: " if owner else ""
+        return AdmError(f"{self.source}: {where}{who}{message}")
+
+    # value conversions; ``what`` names the attribute or sub-element --------------------------
+
+    def float(self, el: etree._Element, owner: str, what: str, text: str | None) -> float:
+        value = self._floats.get(text)  # type: ignore[arg-type]
+        if value is None:
+            if text is None or _FLOAT_RE.match(text) is None:
+                raise self.error(el, owner, f"bad number {text!r} for {what}")
+            value = self._floats[text] = float(text)
+        return value
+
+    def int(self, el: etree._Element, owner: str, what: str, text: str | None) -> int:
+        if text is None or _INT_RE.match(text) is None:
+            raise self.error(el, owner, f"bad integer {text!r} for {what}")
+        return int(text)
+
+    def bool(self, el: etree._Element, owner: str, what: str, text: str | None) -> bool:
+        value = _BOOLS.get(text.strip().lower()) if text is not None else None
+        if value is None:
+            raise self.error(el, owner, f"bad boolean {text!r} for {what} (expected 0/1)")
+        return value
+
+    def time(self, el: etree._Element, owner: str, what: str, text: str | None) -> Fraction | None:
+        if text is None:
+            return None
+        value = self._times.get(text)
+        if value is None:
+            try:
+                value = self._times[text] = parse_time(text, f"{owner} {what}")
+            except AdmError as exc:
+                raise self.error(el, "", str(exc)) from None
+        return value
+
+    def seconds(self, el: etree._Element, owner: str, what: str, text: str) -> Fraction:
+        """A plain decimal number of seconds, read exactly from its digits."""
+        value = self._seconds.get(text)
+        if value is None:
+            if _DECIMAL_SECONDS_RE.match(text) is None:
+                raise self.error(el, owner, f"bad number of seconds {text!r} for {what}")
+            value = self._seconds[text] = Fraction(text.strip().lstrip("+"))
+        return value
+
+    def ref(self, el: etree._Element, owner: str) -> str:
+        text = el.text
+        ref = _norm_id(text) if text else ""
+        if not ref:
+            raise self.error(el, owner, f"empty <{_lname(el.tag)}>")
+        return ref
+
+    def gain(self, el: etree._Element, owner: str, text: str | None, what: str = "gain") -> float:
+        """A gain value with its ``gainUnit`` attribute ("linear" default, or "dB")."""
+        value = self.float(el, owner, what, text)
+        unit = el.get("gainUnit")
+        if unit is None or unit.strip() == "linear":
+            return value
+        if unit.strip().lower() == "db":
+            return 10.0 ** (value / 20.0)
+        raise self.error(el, owner, f"bad gainUnit {unit!r} (expected linear or dB)")
+
+    # strictness -------------------------------------------------------------------------------
+
+    def check_attrs(self, el: etree._Element, owner: str, allowed: frozenset[str]) -> None:
+        """In strict mode, refuse attributes that BS.2076-2 does not define for ``el``."""
+        for key in el.attrib:
+            if key not in allowed and not key.startswith("{"):
+                raise self.error(el, owner, f"unknown attribute {key!r} of <{_lname(el.tag)}>")
+
+    def unknown(self, child: etree._Element, name: str, owner: str,
+                known: frozenset[str] = frozenset()) -> None:
+        """An unexpected sub-element: ignored, unless strict and not a known, unused one."""
+        if self.strict and name not in known:
+            raise self.error(child, owner, f"unknown element <{name}>")
+
+
+def _required_id(ctx: _Ctx, el: etree._Element, attr: str) -> str:
+    value = el.get(attr)
+    if value is None or not value.strip():
+        raise ctx.error(el, "", f"<{_lname(el.tag)}> has no {attr}")
+    return _norm_id(value)
+
+
+def _type_definition(ctx: _Ctx, el: etree._Element, owner: str) -> TypeDefinition:
+    """typeLabel and/or typeDefinition (they must agree) -> :class:`TypeDefinition`."""
+    label = el.get("typeLabel")
+    definition = el.get("typeDefinition")
+    from_label = from_definition = None
+    if label is not None:
+        try:
+            from_label = TypeDefinition(f"{int(label.strip(), 16):04X}")
+        except ValueError:
+            raise ctx.error(el, owner, f"unknown typeLabel {label!r}") from None
+    if definition is not None:
+        try:
+            from_definition = TypeDefinition[definition.strip()]
+        except KeyError:
+            raise ctx.error(el, owner, f"unknown typeDefinition {definition!r}") from None
+    if from_label is not None and from_definition is not None and from_label != from_definition:
+        raise ctx.error(el, owner, f"typeLabel {label!r} contradicts typeDefinition {definition!r}")
+    result = from_label or from_definition
+    if result is None:
+        raise ctx.error(el, owner, "no typeLabel or typeDefinition")
+    return result
+
+
+_FORMAT_DEFINITIONS = {"PCM": "0001", "DATA": "0002"}
+
+
+def _format_label(ctx: _Ctx, el: etree._Element, owner: str) -> str:
+    """formatLabel (4 hex digits) or formatDefinition ("PCM") -> label string, default 0001."""
+    label = el.get("formatLabel")
+    if label is not None:
+        try:
+            return f"{int(label.strip(), 16):04X}"
+        except ValueError:
+            raise ctx.error(el, owner, f"bad formatLabel {label!r}") from None
+    definition = el.get("formatDefinition")
+    if definition is not None:
+        return _FORMAT_DEFINITIONS.get(definition.strip().upper(), "0001")
+    return "0001"
+
+
+# --------------------------------------------------------------------------------------------
+# Allowed attributes and known-but-unused sub-elements (strict mode), BS.2076-2 clause 5
+# --------------------------------------------------------------------------------------------
+
+_TYPE_ATTRS = frozenset({"typeLabel", "typeDefinition", "typeLink", "typeLanguage"})
+_FORMAT_ATTRS = frozenset({"formatLabel", "formatDefinition", "formatLink", "formatLanguage"})
+_PROGRAMME_ATTRS = frozenset({
+    "audioProgrammeID", "audioProgrammeName", "audioProgrammeLanguage", "start", "end",
+    "maxDuckingDepth",
+}) | _TYPE_ATTRS | _FORMAT_ATTRS
+_PROGRAMME_KNOWN = frozenset({
+    "audioProgrammeLabel", "authoringInformation", "alternativeValueSetIDRef",
+})
+_CONTENT_ATTRS = frozenset({"audioContentID", "audioContentName", "audioContentLanguage"}) \
+    | _TYPE_ATTRS
+_CONTENT_KNOWN = frozenset({"audioContentLabel", "alternativeValueSetIDRef"})
+_OBJECT_ATTRS = frozenset({
+    "audioObjectID", "audioObjectName", "start", "duration", "dialogue", "importance",
+    "interact", "disableDucking",
+})
+_OBJECT_KNOWN = frozenset({
+    "audioObjectLabel", "audioComplementaryObjectGroupLabel", "audioObjectInteraction",
+    "headLocked", "positionOffset", "alternativeValueSet",
+})
+_PACK_ATTRS = frozenset({"audioPackFormatID", "audioPackFormatName", "importance"}) | _TYPE_ATTRS
+_PACK_KNOWN = frozenset({"audioPackFormatLabel"})
+_CHANNEL_ATTRS = frozenset({"audioChannelFormatID", "audioChannelFormatName"}) | _TYPE_ATTRS
+_BLOCK_ATTRS = frozenset({
+    "audioBlockFormatID", "rtime", "duration", "lstart", "lduration", "initializeBlock",
+})
+_BLOCK_KNOWN = frozenset({"headphoneVirtualise"})
+_STREAM_ATTRS = frozenset({"audioStreamFormatID", "audioStreamFormatName"}) | _FORMAT_ATTRS \
+    | _TYPE_ATTRS
+_TRACK_ATTRS = frozenset({"audioTrackFormatID", "audioTrackFormatName"}) | _FORMAT_ATTRS \
+    | _TYPE_ATTRS
+_UID_ATTRS = frozenset({"UID", "sampleRate", "bitDepth"}) | _TYPE_ATTRS
+_UID_KNOWN = frozenset({"audioMXFLookUp"})
+_AFE_KNOWN = frozenset({"audioFormatCustom", "profileList", "tagList", "alternativeValueSet"})
+_LOUDNESS_ATTRS = frozenset({"loudnessMethod", "loudnessRecType", "loudnessCorrectionType"})
+_LOUDNESS_FIELDS = {
+    "integratedLoudness": "integrated_loudness",
+    "loudnessRange": "loudness_range",
+    "maxTruePeak": "max_true_peak",
+    "maxMomentary": "max_momentary",
+    "maxShortTerm": "max_short_term",
+    "dialogueLoudness": "dialogue_loudness",
+}
+_GAIN_ATTRS = frozenset({"gainUnit"})
+_POSITION_ATTRS = frozenset({"coordinate", "screenEdgeLock", "bound"})
+_ZONE_POLAR = ("minElevation", "maxElevation", "minAzimuth", "maxAzimuth")
+_ZONE_CART = ("minX", "maxX", "minY", "maxY", "minZ", "maxZ")
+_COORD_ALIASES = {"x": "X", "y": "Y", "z": "Z"}
+_POLAR_COORDS = frozenset({"azimuth", "elevation", "distance"})
+_CART_COORDS = frozenset({"X", "Y", "Z"})
+
+
+# --------------------------------------------------------------------------------------------
+# audioProgramme, audioContent, audioObject
+# --------------------------------------------------------------------------------------------
+
+
+def _loudness(ctx: _Ctx, el: etree._Element, owner: str) -> LoudnessMetadata:
+    if ctx.strict:
+        ctx.check_attrs(el, owner, _LOUDNESS_ATTRS)
+    values: dict[str, float] = {}
+    for name, child in _children(el):
+        field_name = _LOUDNESS_FIELDS.get(name)
+        if field_name is None:
+            ctx.unknown(child, name, owner)
+            continue
+        values[field_name] = ctx.float(child, owner, name, child.text)
+    method = el.get("loudnessMethod")
+    return LoudnessMetadata(method=method, **values)
+
+
+def _screen(ctx: _Ctx, el: etree._Element, owner: str) -> Screen:
+    """audioProgrammeReferenceScreen: polar (azimuth attributes) or cartesian (X attributes)."""
+    if ctx.strict:
+        ctx.check_attrs(el, owner, frozenset({"aspectRatio"}))
+    aspect_text = el.get("aspectRatio")
+    aspect = 1.78 if aspect_text is None else ctx.float(el, owner, "aspectRatio", aspect_text)
+    kinds: set[str] = set()
+    centre: tuple[float, float, float] | None = None
+    width: float | None = None
+    for name, child in _children(el):
+        attrib = child.attrib
+        if name == "screenCentrePosition":
+            if "X" in attrib:
+                kinds.add("cartesian")
+                centre = tuple(
+                    ctx.float(child, owner, f"screenCentrePosition {k}", attrib.get(k, "0"))
+                    for k in ("X", "Y", "Z")
+                )
+            elif "azimuth" in attrib:
+                kinds.add("polar")
+                centre = (
+                    ctx.float(child, owner, "screenCentrePosition azimuth", attrib["azimuth"]),
+                    ctx.float(child, owner, "screenCentrePosition elevation",
+                              attrib.get("elevation", "0")),
+                    ctx.float(child, owner, "screenCentrePosition distance",
+                              attrib.get("distance", "1")),
+                )
+            else:
+                raise ctx.error(child, owner, "screenCentrePosition needs azimuth or X attributes")
+        elif name == "screenWidth":
+            if "X" in attrib:
+                kinds.add("cartesian")
+                width = ctx.float(child, owner, "screenWidth X", attrib["X"])
+            elif "azimuth" in attrib:
+                kinds.add("polar")
+                width = ctx.float(child, owner, "screenWidth azimuth", attrib["azimuth"])
+            else:
+                raise ctx.error(child, owner, "screenWidth needs an azimuth or X attribute")
+        elif name == "aspectRatio":
+            aspect = ctx.float(child, owner, "aspectRatio", child.text)
+        else:
+            ctx.unknown(child, name, owner)
+    if len(kinds) > 1:
+        raise ctx.error(el, owner, "referenceScreen mixes polar and cartesian values")
+    if kinds == {"cartesian"}:
+        cx, cy, cz = centre if centre is not None else (0.0, 1.0, 0.0)
+        if width is None:
+            raise ctx.error(el, owner, "cartesian referenceScreen has no screenWidth X")
+        return CartesianScreen(aspect, cx, cy, cz, width)
+    az, el_, dist = centre if centre is not None else (0.0, 0.0, 1.0)
+    return PolarScreen(aspect, az, el_, dist, 58.0 if width is None else width)
+
+
+def _programme(ctx: _Ctx, el: etree._Element) -> AudioProgramme:
+    pid = _required_id(ctx, el, "audioProgrammeID")
+    if ctx.strict:
+        ctx.check_attrs(el, pid, _PROGRAMME_ATTRS)
+    contents: list[str] = []
+    loudness: list[LoudnessMetadata] = []
+    screen: Screen | None = None
+    for name, child in _children(el):
+        if name == "audioContentIDRef":
+            contents.append(ctx.ref(child, pid))
+        elif name == "loudnessMetadata":
+            loudness.append(_loudness(ctx, child, pid))
+        elif name == "audioProgrammeReferenceScreen":
+            screen = _screen(ctx, child, pid)
+        else:
+            ctx.unknown(child, name, pid, _PROGRAMME_KNOWN)
+    return AudioProgramme(
+        id=pid,
+        name=el.get("audioProgrammeName", ""),
+        content_ids=tuple(contents),
+        start=ctx.time(el, pid, "start", el.get("start")),
+        end=ctx.time(el, pid, "end", el.get("end")),
+        language=el.get("audioProgrammeLanguage"),
+        reference_screen=screen,
+        loudness=tuple(loudness),
+    )
+
+
+def _content(ctx: _Ctx, el: etree._Element) -> AudioContent:
+    cid = _required_id(ctx, el, "audioContentID")
+    if ctx.strict:
+        ctx.check_attrs(el, cid, _CONTENT_ATTRS)
+    objects: list[str] = []
+    loudness: list[LoudnessMetadata] = []
+    dialogue: int | None = None
+    for name, child in _children(el):
+        if name == "audioObjectIDRef":
+            objects.append(ctx.ref(child, cid))
+        elif name == "loudnessMetadata":
+            loudness.append(_loudness(ctx, child, cid))
+        elif name == "dialogue":
+            dialogue = ctx.int(child, cid, "dialogue", child.text)
+        else:
+            ctx.unknown(child, name, cid, _CONTENT_KNOWN)
+    return AudioContent(
+        id=cid,
+        name=el.get("audioContentName", ""),
+        object_ids=tuple(objects),
+        dialogue=dialogue,
+        language=el.get("audioContentLanguage"),
+        loudness=tuple(loudness),
+    )
+
+
+def _object(ctx: _Ctx, el: etree._Element) -> AudioObject:
+    oid = _required_id(ctx, el, "audioObjectID")
+    if ctx.strict:
+        ctx.check_attrs(el, oid, _OBJECT_ATTRS)
+    packs: list[str] = []
+    objects: list[str] = []
+    complementary: list[str] = []
+    uids: list[str] = []
+    gain = 1.0
+    mute = False
+    for name, child in _children(el):
+        if name == "audioTrackUIDRef":
+            uids.append(ctx.ref(child, oid))
+        elif name == "audioPackFormatIDRef":
+            packs.append(ctx.ref(child, oid))
+        elif name == "audioObjectIDRef":
+            objects.append(ctx.ref(child, oid))
+        elif name == "audioComplementaryObjectIDRef":
+            complementary.append(ctx.ref(child, oid))
+        elif name == "gain":
+            gain = ctx.gain(child, oid, child.text)
+        elif name == "mute":
+            mute = ctx.bool(child, oid, "mute", child.text)
+        else:
+            ctx.unknown(child, name, oid, _OBJECT_KNOWN)
+    attrib = el.attrib
+    dialogue = attrib.get("dialogue")
+    importance = attrib.get("importance")
+    interact = attrib.get("interact")
+    disable_ducking = attrib.get("disableDucking")
+    return AudioObject(
+        id=oid,
+        name=attrib.get("audioObjectName", ""),
+        start=ctx.time(el, oid, "start", attrib.get("start")),
+        duration=ctx.time(el, oid, "duration", attrib.get("duration")),
+        pack_format_ids=tuple(packs),
+        object_ids=tuple(objects),
+        complementary_object_ids=tuple(complementary),
+        track_uid_ids=tuple(uids),
+        gain=gain,
+        mute=mute,
+        importance=None if importance is None else ctx.int(el, oid, "importance", importance),
+        interact=None if interact is None else ctx.bool(el, oid, "interact", interact),
+        disable_ducking=(None if disable_ducking is None
+                         else ctx.bool(el, oid, "disableDucking", disable_ducking)),
+        dialogue=None if dialogue is None else ctx.int(el, oid, "dialogue", dialogue),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# audioPackFormat, audioStreamFormat, audioTrackFormat, audioTrackUID
+# --------------------------------------------------------------------------------------------
+
+
+def _pack(ctx: _Ctx, el: etree._Element, common: bool) -> AudioPackFormat:
+    pid = _required_id(ctx, el, "audioPackFormatID")
+    if ctx.strict:
+        ctx.check_attrs(el, pid, _PACK_ATTRS)
+    lists: dict[str, list[str]] = {
+        "audioChannelFormatIDRef": [], "audioPackFormatIDRef": [],
+        "encodePackFormatIDRef": [], "decodePackFormatIDRef": [],
+    }
+    single: dict[str, str] = {}
+    values: dict[str, object] = {}
+    for name, child in _children(el):
+        target = lists.get(name)
+        if target is not None:
+            target.append(ctx.ref(child, pid))
+        elif name in ("inputPackFormatIDRef", "outputPackFormatIDRef"):
+            single[name] = ctx.ref(child, pid)
+        elif name == "absoluteDistance":
+            values["absolute_distance"] = ctx.float(child, pid, name, child.text)
+        elif name == "normalization":
+            values["normalization"] = (child.text or "").strip()
+        elif name == "nfcRefDist":
+            values["nfc_ref_dist"] = ctx.float(child, pid, name, child.text)
+        elif name == "screenRef":
+            values["screen_ref"] = ctx.bool(child, pid, name, child.text)
+        else:
+            ctx.unknown(child, name, pid, _PACK_KNOWN)
+    importance = el.get("importance")
+    return AudioPackFormat(
+        id=pid,
+        name=el.get("audioPackFormatName", ""),
+        type=_type_definition(ctx, el, pid),
+        channel_format_ids=tuple(lists["audioChannelFormatIDRef"]),
+        pack_format_ids=tuple(lists["audioPackFormatIDRef"]),
+        importance=None if importance is None else ctx.int(el, pid, "importance", importance),
+        encode_pack_format_ids=tuple(lists["encodePackFormatIDRef"]),
+        decode_pack_format_ids=tuple(lists["decodePackFormatIDRef"]),
+        input_pack_format_id=single.get("inputPackFormatIDRef"),
+        output_pack_format_id=single.get("outputPackFormatIDRef"),
+        is_common_definition=common,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def _single_ref(ctx: _Ctx, child: etree._Element, owner: str, refs: dict[str, str],
+                name: str) -> None:
+    if name in refs:
+        raise ctx.error(child, owner, f"more than one <{name}>")
+    refs[name] = ctx.ref(child, owner)
+
+
+def _stream(ctx: _Ctx, el: etree._Element, common: bool) -> AudioStreamFormat:
+    sid = _required_id(ctx, el, "audioStreamFormatID")
+    if ctx.strict:
+        ctx.check_attrs(el, sid, _STREAM_ATTRS)
+    refs: dict[str, str] = {}
+    tracks: list[str] = []
+    for name, child in _children(el):
+        if name == "audioTrackFormatIDRef":
+            tracks.append(ctx.ref(child, sid))
+        elif name in ("audioChannelFormatIDRef", "audioPackFormatIDRef"):
+            _single_ref(ctx, child, sid, refs, name)
+        else:
+            ctx.unknown(child, name, sid)
+    return AudioStreamFormat(
+        id=sid,
+        name=el.get("audioStreamFormatName", ""),
+        format_label=_format_label(ctx, el, sid),
+        channel_format_id=refs.get("audioChannelFormatIDRef"),
+        pack_format_id=refs.get("audioPackFormatIDRef"),
+        track_format_ids=tuple(tracks),
+        is_common_definition=common,
+    )
+
+
+def _track(ctx: _Ctx, el: etree._Element, common: bool) -> AudioTrackFormat:
+    tid = _required_id(ctx, el, "audioTrackFormatID")
+    if ctx.strict:
+        ctx.check_attrs(el, tid, _TRACK_ATTRS)
+    refs: dict[str, str] = {}
+    for name, child in _children(el):
+        if name == "audioStreamFormatIDRef":
+            _single_ref(ctx, child, tid, refs, name)
+        else:
+            ctx.unknown(child, name, tid)
+    return AudioTrackFormat(
+        id=tid,
+        name=el.get("audioTrackFormatName", ""),
+        format_label=_format_label(ctx, el, tid),
+        stream_format_id=refs.get("audioStreamFormatIDRef"),
+        is_common_definition=common,
+    )
+
+
+def _track_uid(ctx: _Ctx, el: etree._Element) -> AudioTrackUID:
+    uid = _required_id(ctx, el, "UID")
+    if uid == SILENT_TRACK_UID:
+        raise ctx.error(el, uid, "audioTrackUID ATU_00000000 is reserved for silent tracks")
+    if ctx.strict:
+        ctx.check_attrs(el, uid, _UID_ATTRS)
+    refs: dict[str, str] = {}
+    for name, child in _children(el):
+        if name in ("audioTrackFormatIDRef", "audioChannelFormatIDRef", "audioPackFormatIDRef"):
+            _single_ref(ctx, child, uid, refs, name)
+        else:
+            ctx.unknown(child, name, uid, _UID_KNOWN)
+    sample_rate = el.get("sampleRate")
+    bit_depth = el.get("bitDepth")
+    return AudioTrackUID(
+        id=uid,
+        track_format_id=refs.get("audioTrackFormatIDRef"),
+        channel_format_id=refs.get("audioChannelFormatIDRef"),
+        pack_format_id=refs.get("audioPackFormatIDRef"),
+        sample_rate=None if sample_rate is None else ctx.int(el, uid, "sampleRate", sample_rate),
+        bit_depth=None if bit_depth is None else ctx.int(el, uid, "bitDepth", bit_depth),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# audioBlockFormat (BS.2076-2 clause 5.4.3)
+# --------------------------------------------------------------------------------------------
+
+_JUMP_CACHE: dict[tuple[str | None, str | None], JumpPosition] = {}
+
+
+def _block_id(ctx: _Ctx, el: etree._Element, channel_id: str) -> str:
+    value = el.get("audioBlockFormatID")
+    if value is None or not value.strip():
+        raise ctx.error(el, channel_id, "audioBlockFormat has no audioBlockFormatID")
+    return _norm_id(value)
+
+
+def _zone_exclusion(ctx: _Ctx, el: etree._Element, owner: str) -> tuple[Zone, ...]:
+    zones: list[Zone] = []
+    for name, child in _children(el):
+        if name != "zone":
+            ctx.unknown(child, name, owner)
+            continue
+        attrib = child.attrib
+        label = (child.text or "").strip() or None
+        has_polar = any(k in attrib for k in _ZONE_POLAR)
+        has_cart = any(k in attrib for k in _ZONE_CART)
+        if has_polar == has_cart:
+            raise ctx.error(child, owner, "zone needs either min/maxElevation/Azimuth or "
+                            "min/maxX/Y/Z attributes")
+        keys = _ZONE_POLAR if has_polar else _ZONE_CART
+        missing = [k for k in keys if k not in attrib]
+        if missing:
+            raise ctx.error(child, owner, f"zone lacks {', '.join(missing)}")
+        values = [ctx.float(child, owner, f"zone {k}", attrib[k]) for k in keys]
+        zones.append(PolarZone(*values, label=label) if has_polar
+                     else CartesianZone(*values, label=label))
+    return tuple(zones)
+
+
+def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlock:
+    """Objects audioBlockFormat (clause 5.4.3.3); defaults as BS.2076-2."""
+    bid = _block_id(ctx, el, channel_id)
+    strict = ctx.strict
+    if strict:
+        ctx.check_attrs(el, bid, _BLOCK_ATTRS)
+    coords: dict[str, float] = {}
+    edge_h: str | None = None
+    edge_v: str | None = None
+    cartesian_flag: bool | None = None
+    values: dict[str, object] = {}
+    local_names = _LOCAL_NAMES
+    for child in el:  # the hot loop of large files: _children() inlined
+        tag = child.tag
+        if tag.__class__ is not str:
+            continue
+        name = local_names.get(tag) or _lname(tag)
+        if name == "position":
+            if strict:
+                ctx.check_attrs(child, bid, _POSITION_ATTRS)
+            coord = child.get("coordinate")
+            if coord is None:
+                raise ctx.error(child, bid, "position has no coordinate attribute")
+            coord = _COORD_ALIASES.get(coord, coord)
+            if coord not in _POLAR_COORDS and coord not in _CART_COORDS:
+                raise ctx.error(child, bid, f"unknown position coordinate {coord!r}")
+            if coord in coords:
+                raise ctx.error(child, bid, f"duplicate position coordinate {coord!r}")
+            coords[coord] = ctx.float(child, bid, coord, child.text)
+            lock = child.get("screenEdgeLock")
+            if lock is not None:
+                lock = lock.strip()
+                if coord in ("azimuth", "X") and lock in ("left", "right"):
+                    edge_h = lock
+                elif coord in ("elevation", "Z") and lock in ("top", "bottom"):
+                    edge_v = lock
+                else:
+                    raise ctx.error(child, bid, f"screenEdgeLock {lock!r} is not valid on the "
+                                    f"{coord} coordinate")
+        elif name == "jumpPosition":
+            length = child.get("interpolationLength")
+            jump_key = (child.text, length)
+            jump = _JUMP_CACHE.get(jump_key)
+            if jump is None:
+                jump = JumpPosition(
+                    flag=ctx.bool(child, bid, "jumpPosition", child.text),
+                    interpolation_length=(None if length is None else ctx.seconds(
+                        child, bid, "jumpPosition interpolationLength", length)),
+                )
+                if len(_JUMP_CACHE) < 1024:
+                    _JUMP_CACHE[jump_key] = jump
+            values["jump_position"] = jump
+        elif name == "cartesian":
+            cartesian_flag = ctx.bool(child, bid, "cartesian", child.text)
+        elif name in ("width", "height", "depth", "diffuse"):
+            values[name] = ctx.float(child, bid, name, child.text)
+        elif name == "gain":
+            values["gain"] = ctx.gain(child, bid, child.text)
+        elif name == "channelLock":
+            max_distance = child.get("maxDistance")
+            values["channel_lock"] = ChannelLock(
+                flag=ctx.bool(child, bid, "channelLock", child.text),
+                max_distance=(None if max_distance is None else ctx.float(
+                    child, bid, "channelLock maxDistance", max_distance)),
+            )
+        elif name == "objectDivergence":
+            az_range = child.get("azimuthRange")
+            pos_range = child.get("positionRange")
+            values["object_divergence"] = ObjectDivergence(
+                value=ctx.float(child, bid, "objectDivergence", child.text),
+                azimuth_range=(None if az_range is None else ctx.float(
+                    child, bid, "objectDivergence azimuthRange", az_range)),
+                position_range=(None if pos_range is None else ctx.float(
+                    child, bid, "objectDivergence positionRange", pos_range)),
+            )
+        elif name == "screenRef":
+            values["screen_ref"] = ctx.bool(child, bid, name, child.text)
+        elif name == "importance":
+            values["importance"] = ctx.int(child, bid, name, child.text)
+        elif name == "headLocked":
+            values["head_locked"] = ctx.bool(child, bid, name, child.text)
+        elif name == "zoneExclusion":
+            values["zone_exclusion"] = _zone_exclusion(ctx, child, bid)
+        else:
+            ctx.unknown(child, name, bid, _BLOCK_KNOWN)
+
+    position: PolarPosition | CartesianPosition
+    if coords.keys() & _POLAR_COORDS:
+        if coords.keys() & _CART_COORDS:
+            raise ctx.error(el, bid, "position mixes polar and cartesian coordinates")
+        if "azimuth" not in coords:
+            raise ctx.error(el, bid, "polar position has no azimuth")
+        position = PolarPosition(
+            coords["azimuth"], coords.get("elevation", 0.0), coords.get("distance", 1.0))
+        is_cartesian = False
+    elif coords:
+        if "X" not in coords or "Y" not in coords:
+            raise ctx.error(el, bid, "cartesian position needs X and Y")
+        position = CartesianPosition(coords["X"], coords["Y"], coords.get("Z", 0.0))
+        is_cartesian = True
+    else:
+        raise ctx.error(el, bid, "audioBlockFormat has no position")
+    if cartesian_flag is not None and cartesian_flag != is_cartesian:
+        raise ctx.error(el, bid, f"cartesian flag {int(cartesian_flag)} disagrees with the "
+                        f"{'cartesian' if is_cartesian else 'polar'} position coordinates")
+    if edge_h is not None or edge_v is not None:
+        values["screen_edge_lock"] = ScreenEdgeLock(edge_h, edge_v)
+    return ObjectsBlock(
+        id=bid,
+        position=position,
+        rtime=ctx.time(el, bid, "rtime", el.get("rtime")),
+        duration=ctx.time(el, bid, "duration", el.get("duration")),
+        cartesian=is_cartesian,
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def _bounded(ctx: _Ctx, el: etree._Element, bid: str, coord: str,
+             values: dict[str, float] | None, default: float | None) -> BoundedValue:
+    if values is None:
+        if default is None:
+            raise ctx.error(el, bid, f"position has no {coord}")
+        return BoundedValue(default)
+    if "value" not in values:
+        raise ctx.error(el, bid, f"position {coord} has bounds but no value")
+    return BoundedValue(values["value"], values.get("min"), values.get("max"))
+
+
+def _direct_speakers_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> DirectSpeakersBlock:
+    """DirectSpeakers audioBlockFormat (clause 5.4.3.1)."""
+    bid = _block_id(ctx, el, channel_id)
+    strict = ctx.strict
+    if strict:
+        ctx.check_attrs(el, bid, _BLOCK_ATTRS)
+    coords: dict[str, dict[str, float]] = {}
+    labels: list[str] = []
+    values: dict[str, object] = {}
+    edge_h: str | None = None
+    edge_v: str | None = None
+    for name, child in _children(el):
+        if name == "position":
+            if strict:
+                ctx.check_attrs(child, bid, _POSITION_ATTRS)
+            coord = child.get("coordinate")
+            if coord is None:
+                raise ctx.error(child, bid, "position has no coordinate attribute")
+            coord = _COORD_ALIASES.get(coord, coord)
+            if coord not in _POLAR_COORDS and coord not in _CART_COORDS:
+                raise ctx.error(child, bid, f"unknown position coordinate {coord!r}")
+            bound = (child.get("bound") or "value").strip()
+            if bound not in ("value", "min", "max"):
+                raise ctx.error(child, bid, f"bad position bound {bound!r} (expected min or max)")
+            slot = coords.setdefault(coord, {})
+            if bound in slot:
+                raise ctx.error(child, bid, f"duplicate position {coord} {bound}")
+            what = f"position {coord}" + ("" if bound == "value" else f" bound={bound}")
+            slot[bound] = ctx.float(child, bid, what, child.text)
+            lock = child.get("screenEdgeLock")
+            if lock is not None:
+                lock = lock.strip()
+                if coord in ("azimuth", "X") and lock in ("left", "right"):
+                    edge_h = lock
+                elif coord in ("elevation", "Z") and lock in ("top", "bottom"):
+                    edge_v = lock
+                else:
+                    raise ctx.error(child, bid, f"screenEdgeLock {lock!r} is not valid on the "
+                                    f"{coord} coordinate")
+        elif name == "speakerLabel":
+            labels.append((child.text or "").strip())
+        elif name == "gain":
+            values["gain"] = ctx.gain(child, bid, child.text)
+        elif name == "importance":
+            values["importance"] = ctx.int(child, bid, name, child.text)
+        elif name == "headLocked":
+            values["head_locked"] = ctx.bool(child, bid, name, child.text)
+        else:
+            ctx.unknown(child, name, bid, _BLOCK_KNOWN)
+
+    position: DirectSpeakersPolarPosition | DirectSpeakersCartesianPosition
+    if coords.keys() & _POLAR_COORDS:
+        if coords.keys() & _CART_COORDS:
+            raise ctx.error(el, bid, "position mixes polar and cartesian coordinates")
+        position = DirectSpeakersPolarPosition(
+            _bounded(ctx, el, bid, "azimuth", coords.get("azimuth"), None),
+            _bounded(ctx, el, bid, "elevation", coords.get("elevation"), 0.0),
+            _bounded(ctx, el, bid, "distance", coords.get("distance"), 1.0),
+        )
+    elif coords:
+        position = DirectSpeakersCartesianPosition(
+            _bounded(ctx, el, bid, "X", coords.get("X"), None),
+            _bounded(ctx, el, bid, "Y", coords.get("Y"), None),
+            _bounded(ctx, el, bid, "Z", coords.get("Z"), 0.0),
+        )
+    else:
+        raise ctx.error(el, bid, "audioBlockFormat has no position")
+    if edge_h is not None or edge_v is not None:
+        values["screen_edge_lock"] = ScreenEdgeLock(edge_h, edge_v)
+    return DirectSpeakersBlock(
+        id=bid,
+        position=position,
+        speaker_labels=tuple(labels),
+        rtime=ctx.time(el, bid, "rtime", el.get("rtime")),
+        duration=ctx.time(el, bid, "duration", el.get("duration")),
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def _hoa_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> HoaBlock:
+    """HOA audioBlockFormat (clause 5.4.3.4)."""
+    bid = _block_id(ctx, el, channel_id)
+    if ctx.strict:
+        ctx.check_attrs(el, bid, _BLOCK_ATTRS)
+    values: dict[str, object] = {}
+    for name, child in _children(el):
+        if name in ("order", "degree", "importance"):
+            values[name] = ctx.int(child, bid, name, child.text)
+        elif name in ("normalization", "equation"):
+            values[name] = (child.text or "").strip()
+        elif name == "nfcRefDist":
+            values["nfc_ref_dist"] = ctx.float(child, bid, name, child.text)
+        elif name == "screenRef":
+            values["screen_ref"] = ctx.bool(child, bid, name, child.text)
+        elif name == "gain":
+            values["gain"] = ctx.gain(child, bid, child.text)
+        elif name == "headLocked":
+            values["head_locked"] = ctx.bool(child, bid, name, child.text)
+        else:
+            ctx.unknown(child, name, bid, _BLOCK_KNOWN)
+    return HoaBlock(
+        id=bid,
+        rtime=ctx.time(el, bid, "rtime", el.get("rtime")),
+        duration=ctx.time(el, bid, "duration", el.get("duration")),
+        **values,  # type: ignore[arg-type]
+    )
+
+
+_COEFFICIENT_ATTRS = frozenset({
+    "gain", "gainUnit", "gainVar", "phase", "phaseVar", "delay", "delayVar",
+})
+
+
+def _coefficient(ctx: _Ctx, el: etree._Element, bid: str) -> MatrixCoefficient:
+    if ctx.strict:
+        ctx.check_attrs(el, bid, _COEFFICIENT_ATTRS)
+    attrib = el.attrib
+    gain = attrib.get("gain")
+    phase = attrib.get("phase")
+    delay = attrib.get("delay")
+    return MatrixCoefficient(
+        input_channel_format_id=ctx.ref(el, bid),
+        gain=None if gain is None else ctx.gain(el, bid, gain, "coefficient gain"),
+        gain_var=attrib.get("gainVar"),
+        phase=None if phase is None else ctx.float(el, bid, "coefficient phase", phase),
+        phase_var=attrib.get("phaseVar"),
+        delay=None if delay is None else ctx.float(el, bid, "coefficient delay", delay),
+        delay_var=attrib.get("delayVar"),
+    )
+
+
+def _matrix_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> MatrixBlock:
+    """Matrix audioBlockFormat (clause 5.4.3.2)."""
+    bid = _block_id(ctx, el, channel_id)
+    if ctx.strict:
+        ctx.check_attrs(el, bid, _BLOCK_ATTRS)
+    values: dict[str, object] = {}
+    coefficients: list[MatrixCoefficient] | None = None
+    refs: dict[str, str] = {}
+    for name, child in _children(el):
+        if name == "matrix":
+            if coefficients is not None:
+                raise ctx.error(child, bid, "more than one <matrix>")
+            coefficients = []
+            for sub_name, sub in _children(child):
+                if sub_name == "coefficient":
+                    coefficients.append(_coefficient(ctx, sub, bid))
+                else:
+                    ctx.unknown(sub, sub_name, bid)
+        elif name in ("outputChannelFormatIDRef", "outputChannelIDRef"):
+            _single_ref(ctx, child, bid, refs, name)
+        elif name == "gain":
+            values["gain"] = ctx.gain(child, bid, child.text)
+        elif name == "importance":
+            values["importance"] = ctx.int(child, bid, name, child.text)
+        else:
+            ctx.unknown(child, name, bid, _BLOCK_KNOWN)
+    return MatrixBlock(
+        id=bid,
+        coefficients=tuple(coefficients or ()),
+        output_channel_format_id=refs.get("outputChannelFormatIDRef"),
+        output_channel_id=refs.get("outputChannelIDRef"),
+        rtime=ctx.time(el, bid, "rtime", el.get("rtime")),
+        duration=ctx.time(el, bid, "duration", el.get("duration")),
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def _binaural_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> BinauralBlock:
+    bid = _block_id(ctx, el, channel_id)
+    if ctx.strict:
+        ctx.check_attrs(el, bid, _BLOCK_ATTRS)
+    values: dict[str, object] = {}
+    for name, child in _children(el):
+        if name == "gain":
+            values["gain"] = ctx.gain(child, bid, child.text)
+        elif name == "importance":
+            values["importance"] = ctx.int(child, bid, name, child.text)
+        else:
+            ctx.unknown(child, name, bid, _BLOCK_KNOWN | {"headLocked"})
+    return BinauralBlock(
+        id=bid,
+        rtime=ctx.time(el, bid, "rtime", el.get("rtime")),
+        duration=ctx.time(el, bid, "duration", el.get("duration")),
+        **values,  # type: ignore[arg-type]
+    )
+
+
+_BLOCK_PARSERS = {
+    TypeDefinition.Objects: _objects_block,
+    TypeDefinition.DirectSpeakers: _direct_speakers_block,
+    TypeDefinition.HOA: _hoa_block,
+    TypeDefinition.Matrix: _matrix_block,
+    TypeDefinition.Binaural: _binaural_block,
+}
+
+
+def _block_sort_key(block: BlockFormat) -> tuple[Fraction, Fraction]:
+    zero = Fraction(0)
+    return (block.rtime if block.rtime is not None else zero,
+            block.duration if block.duration is not None else zero)
+
+
+def _tidy_blocks(channel_id: str, blocks: list[BlockFormat]) -> tuple[BlockFormat, ...]:
+    """Give a block with a duration but no rtime rtime 0, and put blocks in time order
+    (with a warning if they were not), as the BS.2127 reference renderer does on load."""
+    for i, block in enumerate(blocks):
+        if block.rtime is None and block.duration is not None:
+            blocks[i] = dataclasses.replace(block, rtime=Fraction(0))
+    keys = [_block_sort_key(b) for b in blocks]
+    if any(a > b for a, b in zip(keys, keys[1:], strict=False)):
+        warnings.warn(f"audioBlockFormats of {channel_id} are out of time order; sorted them",
+                      stacklevel=4)
+        blocks = sorted(blocks, key=_block_sort_key)
+    return tuple(blocks)
+
+
+def _channel(ctx: _Ctx, el: etree._Element, common: bool) -> AudioChannelFormat:
+    cid = _required_id(ctx, el, "audioChannelFormatID")
+    if ctx.strict:
+        ctx.check_attrs(el, cid, _CHANNEL_ATTRS)
+    type_ = _type_definition(ctx, el, cid)
+    parse_block = _BLOCK_PARSERS[type_]
+    blocks: list[BlockFormat] = []
+    low_pass: float | None = None
+    high_pass: float | None = None
+    for name, child in _children(el):
+        if name == "audioBlockFormat":
+            blocks.append(parse_block(ctx, child, cid))
+        elif name == "frequency":
+            if ctx.strict:
+                ctx.check_attrs(child, cid, frozenset({"typeDefinition"}))
+            kind = (child.get("typeDefinition") or "").strip()
+            value = ctx.float(child, cid, f"frequency {kind}", child.text)
+            if kind == "lowPass" and low_pass is None:
+                low_pass = value
+            elif kind == "highPass" and high_pass is None:
+                high_pass = value
+            elif kind in ("lowPass", "highPass"):
+                raise ctx.error(child, cid, f"more than one {kind} frequency")
+            else:
+                raise ctx.error(child, cid, f"frequency typeDefinition must be lowPass or "
+                                f"highPass, not {kind!r}")
+        else:
+            ctx.unknown(child, name, cid)
+    return AudioChannelFormat(
+        id=cid,
+        name=el.get("audioChannelFormatName", ""),
+        type=type_,
+        blocks=_tidy_blocks(cid, blocks),
+        frequency=Frequency(low_pass, high_pass),
+        is_common_definition=common,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Documents
+# --------------------------------------------------------------------------------------------
+
+
+_ENTITY_UTF16 = ("<!ENTITY".encode("utf-16-le"), "<!ENTITY".encode("utf-16-be"))
+
+
+def _declares_entities(data: bytes) -> bool:
+    """Whether a DOCTYPE internal subset declares entities (checked before parsing, so that
+    the refusal does not depend on where libxml2 would trip over the entity)."""
+    start = data.find(b"<!DOCTYPE")
+    if start >= 0:
+        end = data.find(b"]>", start)
+        if b"<!ENTITY" in data[start:end if end >= 0 else len(data)]:
+            return True
+    return any(pattern in data for pattern in _ENTITY_UTF16)
+
+
+def _secure_parse(data: bytes, ctx: _Ctx) -> etree._Element:
+    """Parse bytes with entities, DTD loading and network access all off."""
+    if _declares_entities(data):
+        raise AdmError(f"{ctx.source}: entity declarations are not allowed in ADM XML")
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+        remove_comments=True, remove_pis=True,
+    )
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno if exc.lineno else "?"
+        raise AdmError(f"{ctx.source}: XML syntax error at line {line}: {exc.msg}") from None
+    if root is None:
+        raise AdmError(f"{ctx.source}: empty XML document")
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None and any(True for _ in dtd.iterentities()):
+        raise AdmError(f"{ctx.source}: entity declarations are not allowed in ADM XML")
+    return root
+
+
+_WRAPPERS_DEPTH = 6
+
+
+def _find_format_extended(root: etree._Element) -> list[etree._Element]:
+    """All audioFormatExtended elements: the root itself, or under wrappers such as
+    ebuCoreMain/coreMetadata/format, ituADM/coreMetadata/format or frame (S-ADM)."""
+    found: list[etree._Element] = []
+
+    def walk(el: etree._Element, depth: int) -> None:
+        if _lname(el.tag) == "audioFormatExtended":
+            found.append(el)
+            return
+        if depth < _WRAPPERS_DEPTH:
+            for _, child in _children(el):
+                walk(child, depth + 1)
+
+    walk(root, 0)
+    return found
+
+
+def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool = False,
+                       is_common_definition: bool = False) -> AdmDocument:
+    """Parse ADM XML into an :class:`AdmDocument` without merging the common definitions and
+    without checking references (see :func:`parse_adm_xml` for the full job).
+
+    ``is_common_definition`` marks the packs, channels, stream and track formats as such
+    (used to load the BS.2094 data).
+    """
+    ctx = _Ctx(source, strict)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    data = bytes(data).strip(b"\x00 \t\r\n")  # axml chunks are often NUL padded
+    if not data:
+        raise AdmError(f"{source}: empty XML document")
+    root = _secure_parse(data, ctx)
+    afes = _find_format_extended(root)
+    if not afes:
+        raise AdmError(f"{source}: no audioFormatExtended element in the XML "
+                       f"(root element <{_lname(root.tag)}>)")
+    common = is_common_definition
+    programmes: list[AudioProgramme] = []
+    contents: list[AudioContent] = []
+    objects: list[AudioObject] = []
+    packs: list[AudioPackFormat] = []
+    channels: list[AudioChannelFormat] = []
+    streams: list[AudioStreamFormat] = []
+    tracks: list[AudioTrackFormat] = []
+    uids: list[AudioTrackUID] = []
+    for afe in afes:
+        if strict:
+            ctx.check_attrs(afe, "audioFormatExtended", frozenset({"version"}))
+        for name, child in _children(afe):
+            if name == "audioChannelFormat":
+                channels.append(_channel(ctx, child, common))
+            elif name == "audioObject":
+                objects.append(_object(ctx, child))
+            elif name == "audioPackFormat":
+                packs.append(_pack(ctx, child, common))
+            elif name == "audioStreamFormat":
+                streams.append(_stream(ctx, child, common))
+            elif name == "audioTrackFormat":
+                tracks.append(_track(ctx, child, common))
+            elif name == "audioTrackUID":
+                uids.append(_track_uid(ctx, child))
+            elif name == "audioContent":
+                contents.append(_content(ctx, child))
+            elif name == "audioProgramme":
+                programmes.append(_programme(ctx, child))
+            else:
+                ctx.unknown(child, name, "audioFormatExtended", _AFE_KNOWN)
+    seen: set[str] = set()
+    for group in (programmes, contents, objects, packs, channels, streams, tracks, uids):
+        for element in group:
+            if element.id in seen:
+                raise AdmError(f"{source}: duplicate ADM ID {element.id}")
+            seen.add(element.id)
+    return AdmDocument(
+        programmes=tuple(programmes), contents=tuple(contents), objects=tuple(objects),
+        pack_formats=tuple(packs), channel_formats=tuple(channels),
+        stream_formats=tuple(streams), track_formats=tuple(tracks), track_uids=tuple(uids),
+        source=source,
+    )
+
+
+def merge_common_definitions(doc: AdmDocument) -> AdmDocument:
+    """Add every BS.2094 common-definition element whose ID the document does not define
+    (a file's own element with a common-definition ID overrides it). Appended after the
+    file's elements."""
+    from .common_definitions import common_definitions
+
+    common = common_definitions()
+    present = {e.id for group in (doc.pack_formats, doc.channel_formats, doc.stream_formats,
+                                  doc.track_formats) for e in group}
+    return dataclasses.replace(
+        doc,
+        pack_formats=doc.pack_formats
+        + tuple(e for e in common.pack_formats if e.id not in present),
+        channel_formats=doc.channel_formats
+        + tuple(e for e in common.channel_formats if e.id not in present),
+        stream_formats=doc.stream_formats
+        + tuple(e for e in common.stream_formats if e.id not in present),
+        track_formats=doc.track_formats
+        + tuple(e for e in common.track_formats if e.id not in present),
+    )
+
+
+def check_references(doc: AdmDocument) -> None:
+    """Check that every ``...IDRef`` of ``doc`` names an element of the right kind.
+
+    Raises :class:`AdmError` "ADM reference to missing element X (referenced from Y)" (or
+    "... is a K, expected L") for the first bad reference. ``ATU_00000000`` (a silent track,
+    BS.2076-2) is allowed in audioObjects.
+    """
+    look = doc.lookup
+    for programme in doc.programmes:
+        for ref in programme.content_ids:
+            look(ref, AudioContent, programme.id)
+    for content in doc.contents:
+        for ref in content.object_ids:
+            look(ref, AudioObject, content.id)
+    for obj in doc.objects:
+        for ref in obj.pack_format_ids:
+            look(ref, AudioPackFormat, obj.id)
+        for ref in obj.object_ids + obj.complementary_object_ids:
+            look(ref, AudioObject, obj.id)
+        for ref in obj.track_uid_ids:
+            if ref != SILENT_TRACK_UID:
+                look(ref, AudioTrackUID, obj.id)
+    for pack in doc.pack_formats:
+        for ref in pack.channel_format_ids:
+            look(ref, AudioChannelFormat, pack.id)
+        for ref in pack.pack_format_ids + pack.encode_pack_format_ids \
+                + pack.decode_pack_format_ids:
+            look(ref, AudioPackFormat, pack.id)
+        for ref in (pack.input_pack_format_id, pack.output_pack_format_id):
+            if ref is not None:
+                look(ref, AudioPackFormat, pack.id)
+    for channel in doc.channel_formats:
+        if channel.type is not TypeDefinition.Matrix:
+            continue
+        for block in channel.blocks:
+            assert isinstance(block, MatrixBlock)
+            for coefficient in block.coefficients:
+                look(coefficient.input_channel_format_id, AudioChannelFormat, block.id)
+            for ref in (block.output_channel_format_id, block.output_channel_id):
+                if ref is not None:
+                    look(ref, AudioChannelFormat, block.id)
+    for stream in doc.stream_formats:
+        if stream.channel_format_id is not None:
+            look(stream.channel_format_id, AudioChannelFormat, stream.id)
+        if stream.pack_format_id is not None:
+            look(stream.pack_format_id, AudioPackFormat, stream.id)
+        for ref in stream.track_format_ids:
+            look(ref, AudioTrackFormat, stream.id)
+    for track in doc.track_formats:
+        if track.stream_format_id is not None:
+            look(track.stream_format_id, AudioStreamFormat, track.id)
+    for uid in doc.track_uids:
+        if uid.track_format_id is not None:
+            look(uid.track_format_id, AudioTrackFormat, uid.id)
+        if uid.channel_format_id is not None:
+            look(uid.channel_format_id, AudioChannelFormat, uid.id)
+        if uid.pack_format_id is not None:
+            look(uid.pack_format_id, AudioPackFormat, uid.id)
+
+
+def parse_adm_xml(data: bytes, source: str = "<axml>", strict: bool = False) -> AdmDocument:
+    """Parse ADM XML (an ``axml`` chunk or an ADM XML file's bytes) into an AdmDocument.
+
+    The BS.2094 common definitions that the file does not define are merged in and all
+    references are checked (:func:`check_references`). ``strict=True`` refuses attributes and
+    elements that BS.2076-2 does not define; otherwise they are ignored. Raises
+    :class:`AdmError` naming ``source``, the line and the element on any problem.
+    """
+    doc = merge_common_definitions(parse_adm_elements(data, source, strict))
+    check_references(doc)
+    return doc
+
+
+# --------------------------------------------------------------------------------------------
+# chna
+# --------------------------------------------------------------------------------------------
+
+
+_CHNA_CHANNEL_PAD = re.compile(r"(?<=^AC_[0-9A-F]{8})_00$")
+
+
+def _channel_of_track_format(doc: AdmDocument, track_format_id: str) -> str | None:
+    track = doc.get(track_format_id)
+    if not isinstance(track, AudioTrackFormat) or track.stream_format_id is None:
+        return None
+    stream = doc.get(track.stream_format_id)
+    return stream.channel_format_id if isinstance(stream, AudioStreamFormat) else None
+
+
+def apply_chna(doc: AdmDocument, chna: Sequence[ChnaEntry], n_tracks: int,
+               source: str) -> AdmDocument:
+    """Merge a chna chunk's entries into ``doc`` (BS.2076-2 / BS.2088 ``chna``).
+
+    Each entry gives its audioTrackUID a 1-based ``track_index``. A UID the XML lacks is
+    created from the entry (its track reference is an audioTrackFormat ID ``AT_...`` or, as
+    BS.2076-2 allows, an audioChannelFormat ID ``AC_...``; plus the pack). References the XML
+    already gives must agree with the chna. UIDs not in the chna keep ``track_index=None``.
+    Raises :class:`AdmError` naming ``source`` and the UID on any disagreement, and for a
+    track index outside ``1..n_tracks``.
+    """
+    uids: dict[str, AudioTrackUID] = {uid.id: uid for uid in doc.track_uids}
+    order: list[str] = [uid.id for uid in doc.track_uids]
+    for entry in chna:
+        uid_id = _norm_id(entry.track_uid)
+        where = f"{source}: chna entry for {uid_id}"
+        if uid_id == SILENT_TRACK_UID:
+            raise AdmError(f"{where}: UID ATU_00000000 is reserved for silent tracks")
+        if not 1 <= entry.track_index <= n_tracks:
+            raise AdmError(f"{source}: chna entry for track {entry.track_index} but the file "
+                           f"has {n_tracks} tracks ({uid_id})")
+        track_ref = _norm_id(entry.track_format_id or "")
+        pack_ref = _norm_id(entry.pack_format_id) if entry.pack_format_id else None
+        if pack_ref == "AP_00000000":
+            pack_ref = None  # an all-zero pack field means "no pack"
+        if track_ref.startswith("AT_"):
+            chna_track, chna_channel = track_ref, None
+        elif track_ref.startswith("AC_"):
+            # BS.2088: a channel format ID in the 14-character field is padded with "_00"
+            chna_track, chna_channel = None, _CHNA_CHANNEL_PAD.sub("", track_ref)
+        else:
+            raise AdmError(f"{where}: track reference {entry.track_format_id!r} is neither an "
+                           "audioTrackFormat (AT_...) nor an audioChannelFormat (AC_...) ID")
+        uid = uids.get(uid_id)
+        if uid is None:
+            uids[uid_id] = AudioTrackUID(
+                id=uid_id, track_index=entry.track_index, track_format_id=chna_track,
+                channel_format_id=chna_channel, pack_format_id=pack_ref,
+            )
+            order.append(uid_id)
+            continue
+        if uid.track_index is not None and uid.track_index != entry.track_index:
+            raise AdmError(f"{where}: UID listed for tracks {uid.track_index} and "
+                           f"{entry.track_index}")
+        changes: dict[str, object] = {"track_index": entry.track_index}
+        if chna_track is not None:
+            if uid.track_format_id is None:
+                if uid.channel_format_id is not None:
+                    channel = _channel_of_track_format(doc, chna_track)
+                    if channel is not None and channel != uid.channel_format_id:
+                        raise AdmError(f"{where}: chna track format {chna_track} (channel "
+                                       f"{channel}) disagrees with the XML's "
+                                       f"audioChannelFormatIDRef {uid.channel_format_id}")
+                changes["track_format_id"] = chna_track
+            elif uid.track_format_id != chna_track:
+                raise AdmError(f"{where}: chna audioTrackFormatIDRef {chna_track} disagrees "
+                               f"with the XML's {uid.track_format_id}")
+        else:
+            if uid.channel_format_id is None:
+                if uid.track_format_id is not None:
+                    channel = _channel_of_track_format(doc, uid.track_format_id)
+                    if channel is not None and channel != chna_channel:
+                        raise AdmError(f"{where}: chna audioChannelFormatIDRef {chna_channel} "
+                                       f"disagrees with the XML's track format "
+                                       f"{uid.track_format_id} (channel {channel})")
+                changes["channel_format_id"] = chna_channel
+            elif uid.channel_format_id != chna_channel:
+                raise AdmError(f"{where}: chna audioChannelFormatIDRef {chna_channel} "
+                               f"disagrees with the XML's {uid.channel_format_id}")
+        if pack_ref is not None:
+            if uid.pack_format_id is None:
+                changes["pack_format_id"] = pack_ref
+            elif uid.pack_format_id != pack_ref:
+                raise AdmError(f"{where}: chna audioPackFormatIDRef {pack_ref} disagrees with "
+                               f"the XML's {uid.pack_format_id}")
+        uids[uid_id] = dataclasses.replace(uid, **changes)  # type: ignore[arg-type]
+    result = dataclasses.replace(doc, track_uids=tuple(uids[i] for i in order))
+    check_references(result)
+    return result
