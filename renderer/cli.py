@@ -1,7 +1,8 @@
 """``dubstage`` command line: a thin layer over :mod:`renderer.render` and friends.
 
 Errors in the input or the options print one line, ``dubstage: error: ...``, and exit with
-status 2; no traceback (``--debug`` shows one), and no output file is left behind.
+status 2; no traceback (``--debug`` shows one), and no output file is left behind. Python
+warnings raised while a command runs print one line each, ``dubstage: warning: ...``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import argparse
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
@@ -126,6 +127,19 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_printer(debug: bool):
+    """A ``warnings.showwarning`` replacement: one line ``dubstage: warning: ...`` per warning
+    on stderr (with ``--debug`` the category and source location are added)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if debug:
+            text += f" ({category.__name__} at {filename}:{lineno})"
+        print(f"dubstage: warning: {text}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -140,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
+            warnings.showwarning = _warning_printer(args.debug)
             return handlers[args.command](args)
     except expected as error:
         if args.debug:

@@ -8,8 +8,8 @@ never sees ADM. Objects gains are computed for all blocks of all items in one ba
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -33,6 +33,9 @@ class GainPlan:
 # Features of Objects blocks that are parsed but not rendered yet, with the test for each.
 _UNRENDERED_FEATURES = (
     ("extent (width/height/depth)", lambda b: b.width != 0 or b.height != 0 or b.depth != 0),
+    # BS.2127 polar extent: a source closer than the loudspeakers is spread as if it had extent.
+    ("polar distance < 1 (spread as extent by BS.2127; rendered as a point source)",
+     lambda b: not b.cartesian and b.position.distance < 1.0),
     ("diffuse (only the direct part is rendered)", lambda b: b.diffuse != 0),
     ("objectDivergence", lambda b: b.object_divergence.value != 0),
     ("channelLock", lambda b: b.channel_lock.flag),

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -60,6 +60,16 @@ def read_adm(reader: Bw64Reader, strict: bool = False) -> AdmDocument:
     return apply_chna(doc, reader.chna, reader.channels, source=source)
 
 
+def _check_output_path(output_path: Path) -> None:
+    """Refuse an output whose folder is missing, or that is a folder, before any work."""
+    folder = output_path.parent
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise RenderError(f"{output_path}: output folder {folder} {problem}")
+    if output_path.is_dir():
+        raise RenderError(f"{output_path}: output path is a folder")
+
+
 def render_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -87,6 +97,7 @@ def render_file(
     gain = 10.0 ** (output_gain_db / 20.0)
     if not math.isfinite(gain):
         raise RenderError(f"--output-gain-db {output_gain_db} is not a finite gain")
+    _check_output_path(output_path)
 
     with Bw64Reader(input_path) as reader:
         doc = read_adm(reader, strict=strict)
@@ -109,7 +120,7 @@ def render_file(
             for chunk_index, block in enumerate(reader.iter_blocks(CHUNK_FRAMES)):
                 out = mixer.mix(chunk_index, block)
                 if gain != 1.0:
-                    out *= np.float32(gain)
+                    out = out * np.float32(gain)
                 np.maximum(report.peak, np.abs(out).max(axis=0), out=report.peak)
                 if fail_on_overload and np.any(report.peak > 1.0):
                     raise RenderError(

@@ -18,9 +18,9 @@ factor at sample ``s`` is ``(s - a) / (b - a)``, so a ramp need not start or end
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Sequence
 
 import numpy as np
 
@@ -136,7 +136,7 @@ class Segments:
         return self.ramp_step != 0.0
 
     @staticmethod
-    def concatenate(parts: Sequence["Segments"], n_out: int) -> "Segments":
+    def concatenate(parts: Sequence[Segments], n_out: int) -> Segments:
         if not parts:
             return Segments(
                 track=np.zeros(0, np.int32), first=np.zeros(0, np.int64),

@@ -1,0 +1,106 @@
+"""Benchmark: render an Atmos-sized ADM BWF master with ``dubstage render -s 7.1.4``.
+
+The master: a 7.1.2 bed (10 DirectSpeakers tracks) plus 118 moving cartesian objects = 128
+tracks, 48 kHz, 24-bit, blocks of 30-170 ms with jumpPosition and 250-sample interpolation (as
+Dolby Atmos exports write them). It is made once with the demo scene generator and kept in
+``--workdir``. Each render runs the whole ``dubstage`` process in a fresh subprocess; we report
+wall time, the real-time factor (audio seconds / wall seconds) and the peak resident memory of
+that process. "cold" is the first render with an empty JAX compilation cache, "warm" the
+renders after it.
+
+    python benchmarks/atmos_render.py                  # 60 s master
+    python benchmarks/atmos_render.py --seconds 240    # memory must not grow with length
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_MEASURE = """
+import resource, subprocess, sys, time
+t = time.perf_counter()
+rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+wall = time.perf_counter() - t
+peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(rc, wall, peak_kib)
+"""
+
+
+def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of ``command`` run in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *command], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    rc, wall, peak = int(out[0]), float(out[1]), int(out[2]) / 1024
+    if rc != 0:
+        raise SystemExit(f"render failed with status {rc}: {' '.join(command)}")
+    return wall, peak
+
+
+def make_master(path: Path, seconds: float) -> None:
+    from renderer.demo import build_scene, write_scene
+
+    start = time.perf_counter()
+    doc, chna, audio = build_scene(n_objects=118, duration=seconds, seed=11)
+    write_scene(path, doc, chna, audio, seconds)
+    n_blocks = sum(len(c.blocks) for c in doc.channel_formats if not c.is_common_definition)
+    print(f"made {path} ({path.stat().st_size / 2**20:.0f} MiB, {n_blocks} blocks) "
+          f"in {time.perf_counter() - start:.1f} s")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--layout", default="7.1.4")
+    parser.add_argument("--runs", type=int, default=3, help="warm runs (default 3)")
+    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(),
+                                                          "dubstage-bench"))
+    args = parser.parse_args()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    master = work / f"atmos_128tracks_{args.seconds:g}s.wav"
+    if not master.exists():
+        make_master(master, args.seconds)
+    out = work / "render.wav"
+    cache = work / "jax-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    env = dict(os.environ, DUBSTAGE_CACHE_DIR=str(cache))
+    dubstage = shutil.which("dubstage") or "dubstage"
+    command = [dubstage, "render", "--no-progress", "-s", args.layout, str(master), str(out)]
+
+    print(f"machine: {machine()}")
+    print(f"input: 128 tracks, 48 kHz, 24-bit, {args.seconds:g} s; layout {args.layout}")
+    results = []
+    for run in range(args.runs + 1):
+        label = "cold" if run == 0 else f"warm {run}"
+        wall, peak = measure(command, env)
+        results.append((label, wall, peak))
+        print(f"{label:>7}: {wall:6.2f} s wall, {args.seconds / wall:6.1f}x real time, "
+              f"peak memory {peak:6.0f} MiB", flush=True)
+    best = min(r[1] for r in results[1:]) if len(results) > 1 else results[0][1]
+    print(f"best warm: {best:.2f} s = {args.seconds / best:.1f}x real time")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
