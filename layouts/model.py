@@ -74,7 +74,7 @@ class Layout:
         return np.array([s.is_lfe for s in self.speakers], dtype=bool)
 
     @property
-    def without_lfe(self) -> "Layout":
+    def without_lfe(self) -> Layout:
         return replace(self, speakers=tuple(s for s in self.speakers if not s.is_lfe))
 
     @property
