@@ -16,6 +16,7 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
+MAX_WARNINGS_SHOWN = 20
 
 
 def _add_render_parser(sub) -> None:
@@ -33,6 +34,9 @@ def _add_render_parser(sub) -> None:
                    help="fail (and write nothing) if any output sample exceeds full scale")
     p.add_argument("--strict", action="store_true",
                    help="treat unknown ADM elements and attributes as errors")
+    p.add_argument("--enable-block-duration-fix", action="store_true",
+                   help="repair block durations and interpolation lengths that do not fit "
+                        "(common in exported files), reporting each change")
     p.add_argument("--float", dest="float_output", action="store_true",
                    help="write 32-bit float samples (default: the input's format)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -69,10 +73,15 @@ def cmd_render(args) -> int:
         output_gain_db=args.output_gain_db, programme_id=args.programme,
         complementary_object_ids=args.comp_object, fail_on_overload=args.fail_on_overload,
         strict=args.strict, float_output=args.float_output,
+        fix_block_timing=args.enable_block_duration_fix,
         progress=_progress_printer(show_progress),
     )
-    for message in report.warnings:
+    shown = report.warnings[:MAX_WARNINGS_SHOWN]
+    for message in shown:
         print(f"dubstage: warning: {message}", file=sys.stderr)
+    if len(report.warnings) > len(shown):
+        print(f"dubstage: warning: ... and {len(report.warnings) - len(shown)} more",
+              file=sys.stderr)
     elapsed = time.perf_counter() - start
     seconds = report.frames / report.sample_rate
     print(f"wrote {report.output} ({report.layout.name}, {report.layout.n_channels} channels, "

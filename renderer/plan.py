@@ -46,6 +46,14 @@ _UNRENDERED_FEATURES = (
 )
 
 
+def _maybe_unrendered(b: ObjectsBlock) -> bool:
+    """Quick test: could this block use one of :data:`_UNRENDERED_FEATURES`?"""
+    return bool(b.width or b.height or b.depth or b.diffuse or b.object_divergence.value
+                or b.channel_lock.flag or b.zone_exclusion or b.screen_ref
+                or b.screen_edge_lock.horizontal or b.screen_edge_lock.vertical
+                or (not b.cartesian and b.position.distance < 1.0))
+
+
 def _object_scale(item) -> float:
     context = item.context
     return 0.0 if context.object_mute else context.object_gain
@@ -75,11 +83,17 @@ def build_gain_plan(
             blocks = item.channel_format.blocks
             all_blocks.extend(blocks)
             all_scale.extend([_object_scale(item)] * len(blocks))
-        for name, used in _UNRENDERED_FEATURES:
-            users = sorted({item.channel_format.id for item in object_items
-                            if any(used(b) for b in item.channel_format.blocks)})
-            if users:
-                shown = ", ".join(users[:5]) + (" ..." if len(users) > 5 else "")
+        users: dict[str, set[str]] = {}
+        for item in object_items:
+            for block in item.channel_format.blocks:
+                if _maybe_unrendered(block):
+                    for name, used in _UNRENDERED_FEATURES:
+                        if used(block):
+                            users.setdefault(name, set()).add(item.channel_format.id)
+        for name, _ in _UNRENDERED_FEATURES:
+            if name in users:
+                ids = sorted(users[name])
+                shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
                 warnings.append(f"{where}{name} is not rendered yet; affected channels: {shown}")
         gains = object_block_gains(panner, all_blocks, np.array(all_scale))
         offset = 0

@@ -16,6 +16,7 @@ import numpy as np
 from adm.bw64 import Bw64Reader, Bw64Writer
 from adm.items import select_items
 from adm.model import AdmDocument, AdmError
+from adm.timing_fixes import check_block_timing
 from adm.xml import apply_chna, parse_adm_xml
 from layouts import get_layout
 from layouts.model import Layout
@@ -81,15 +82,19 @@ def render_file(
     fail_on_overload: bool = False,
     strict: bool = False,
     float_output: bool = False,
+    fix_block_timing: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> RenderReport:
     """Render an ADM BWF file to loudspeaker feeds for ``layout``.
 
     ``layout``: a layout name ("7.1.4", "4+7+0", ...) or a :class:`Layout`. Output: BW64 with
     the layout's channels in its order, the input's sample rate and bit depth (32-bit float
-    with ``float_output``). The output is written to a temporary file and renamed when
-    complete; on any error nothing is left behind. ``progress(done_frames, total_frames)`` is
-    called after each chunk.
+    with ``float_output``). ``fix_block_timing`` repairs block durations that do not meet the
+    next block, interpolation lengths longer than their block and blocks that end after their
+    audioObject, as the reference renderer's ``--enable-block-duration-fix`` does; without it
+    such problems are reported as warnings (and overlaps are errors). The output is written
+    to a temporary file and renamed when complete; on any error nothing is left behind.
+    ``progress(done_frames, total_frames)`` is called after each chunk.
     """
     configure_jax()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -101,6 +106,7 @@ def render_file(
 
     with Bw64Reader(input_path) as reader:
         doc = read_adm(reader, strict=strict)
+        doc, timing_notes = check_block_timing(doc, fix=fix_block_timing)
         items = select_items(doc, programme_id=programme_id,
                              complementary_object_ids=complementary_object_ids,
                              source=str(input_path))
@@ -108,7 +114,9 @@ def render_file(
         mixer = Mixer(plan.segments, plan.n_outputs, reader.frames, CHUNK_FRAMES)
         report = RenderReport(output=output_path, layout=target, frames=reader.frames,
                               sample_rate=reader.sample_rate,
-                              peak=np.zeros(target.n_channels), warnings=list(plan.warnings))
+                              peak=np.zeros(target.n_channels),
+                              warnings=[f"{input_path}: {note}" for note in timing_notes]
+                              + list(plan.warnings))
         if float_output:
             bit_depth, sample_format = 32, "float"
         else:

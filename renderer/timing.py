@@ -17,37 +17,40 @@ factor at sample ``s`` is ``(s - a) / (b - a)``, so a ramp need not start or end
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
-from adm.model import AdmError, ObjectsBlock
+from adm.model import AdmError
 
 OPEN_END = np.iinfo(np.int64).max // 4
 """Sample index used for "until the end of the file" (blocks without duration)."""
 
 
 @dataclass(frozen=True)
-class BlockTiming:
-    """Timing of one block in fractional samples (``end`` may be ``math.inf``).
+class ChannelTiming:
+    """Timing of a channel's blocks in samples, as arrays over its B blocks.
 
-    ``target`` is where the ramp from the previous block's gains ends (== ``start`` when the
-    block does not interpolate).
+    For block ``i``: samples ``[ramp_first[i], ramp_last[i])`` ramp from the previous block's
+    gains to this block's (only where ``interpolates[i]``), with interpolation factor
+    ``ramp_p0[i] + k * ramp_step[i]`` at sample ``ramp_first[i] + k``; samples
+    ``[hold_first[i], hold_last[i])`` hold this block's gains. ``hold_last`` is
+    :data:`OPEN_END` for a block without end. All int64 / float64 / bool arrays of shape (B,).
     """
 
-    start: Fraction
-    target: Fraction
-    end: Fraction | float
-    interpolates: bool
+    ramp_first: np.ndarray
+    ramp_last: np.ndarray
+    ramp_p0: np.ndarray
+    ramp_step: np.ndarray
+    interpolates: np.ndarray
+    hold_first: np.ndarray
+    hold_last: np.ndarray
 
 
-def _ceil(x: Fraction | float) -> int:
-    if isinstance(x, float) and math.isinf(x):
-        return OPEN_END
-    return math.ceil(x)
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -((-numerator) // denominator)
 
 
 def block_timings(
@@ -57,60 +60,90 @@ def block_timings(
     object_duration: Fraction | None,
     interpolate: bool,
     where: str = "",
-) -> list[BlockTiming]:
-    """Start, ramp target and end of each block, in fractional samples.
+) -> ChannelTiming:
+    """Where each block ramps and holds, in samples (exact rational arithmetic).
 
     ``blocks``: audioBlockFormats of one channel in time order (with ``rtime``/``duration``
     in seconds relative to the object start). ``interpolate``: True for Objects (gains ramp
     from the previous block), False for DirectSpeakers (gains switch at the block start).
     Raises :class:`AdmError` for overlapping blocks, half-given timing, a block ending after
     its object, or an interpolationLength longer than its block.
+
+    Times are kept as exact fractions of a sample, ``numerator / denominator`` in Python
+    integers (no rounding, no Fraction overhead); a boundary at fractional sample ``t``
+    affects samples from ``ceil(t)``.
     """
+    sr = sample_rate
     obj_start = object_start if object_start is not None else Fraction(0)
-    obj_end: Fraction | float = (
-        obj_start + object_duration if object_duration is not None else math.inf
-    )
-    timings: list[BlockTiming] = []
-    last_end: Fraction | float | None = None
-    for block in blocks:
-        if (block.rtime is None) != (block.duration is None):
+    os_n, os_d = obj_start.numerator * sr, obj_start.denominator
+    has_end = object_duration is not None
+    if has_end:
+        obj_end = (obj_start + object_duration) * sr
+        oe_n, oe_d = obj_end.numerator, obj_end.denominator
+    n = len(blocks)
+    ramp_first = np.zeros(n, np.int64)
+    ramp_last = np.zeros(n, np.int64)
+    ramp_p0 = np.zeros(n)
+    ramp_step = np.zeros(n)
+    interpolates = np.zeros(n, bool)
+    hold_first = np.zeros(n, np.int64)
+    hold_last = np.zeros(n, np.int64)
+    last_end: tuple[int, int] | None = None  # numerator, denominator; None: no block yet
+    last_open = False
+    for i, block in enumerate(blocks):
+        rtime, duration = block.rtime, block.duration
+        if (rtime is None) != (duration is None):
             raise AdmError(f"{where}audioBlockFormat {block.id}: rtime and duration must be "
                            "given together")
-        if block.rtime is None:
-            start, end = obj_start, obj_end
+        if rtime is None:
+            s_n, s_d = os_n, os_d
+            open_end = not has_end
+            if has_end:
+                e_n, e_d = oe_n, oe_d
         else:
-            start = obj_start + block.rtime
-            end = start + block.duration
-            if end > obj_end:
+            r_n, r_d = rtime.numerator, rtime.denominator
+            s_n, s_d = os_n * r_d + r_n * sr * os_d, os_d * r_d
+            e_n = s_n * duration.denominator + duration.numerator * sr * s_d
+            e_d = s_d * duration.denominator
+            open_end = False
+            if has_end and e_n * oe_d > oe_n * e_d:
                 raise AdmError(f"{where}audioBlockFormat {block.id} ends after its audioObject")
-        if last_end is not None and start < last_end:
+        if last_end is not None and (last_open or s_n * last_end[1] < last_end[0] * s_d):
             raise AdmError(f"{where}audioBlockFormat {block.id} overlaps the previous block "
-                           "(use --fix-block-timing to repair exported files)")
-        target = start
-        interpolates = False
-        if interpolate and last_end is not None and start == last_end:
-            interp = _interpolation_time(block, end - start)
-            target = start + interp
-            if target > end:
+                           "(--enable-block-duration-fix repairs this)")
+        t_n, t_d = s_n, s_d
+        contiguous = last_end is not None and s_n * last_end[1] == last_end[0] * s_d
+        if interpolate and contiguous:
+            jump = getattr(block, "jump_position", None)
+            if jump is not None and jump.flag:
+                length = jump.interpolation_length or Fraction(0)
+                t_n = s_n * length.denominator + length.numerator * sr * s_d
+                t_d = s_d * length.denominator
+            elif open_end:
+                raise AdmError(f"{where}audioBlockFormat {block.id}: cannot interpolate over "
+                               "a block without end")
+            else:
+                t_n, t_d = e_n, e_d
+            if not open_end and t_n * e_d > e_n * t_d:
                 raise AdmError(f"{where}audioBlockFormat {block.id}: interpolationLength is "
                                "longer than the block")
-            interpolates = target != start
-        timings.append(BlockTiming(
-            start=start * sample_rate,
-            target=target * sample_rate,
-            end=end * sample_rate if not (isinstance(end, float) and math.isinf(end)) else end,
-            interpolates=interpolates,
-        ))
-        last_end = end
-    return timings
-
-
-def _interpolation_time(block, duration):
-    """BS.2127: jumpPosition set -> interpolationLength (0 if absent); else the whole block."""
-    if isinstance(block, ObjectsBlock) and block.jump_position.flag:
-        length = block.jump_position.interpolation_length
-        return length if length is not None else Fraction(0)
-    return duration
+        first = _ceil_div(s_n, s_d)
+        target = _ceil_div(t_n, t_d)
+        ramp_first[i], ramp_last[i] = first, target
+        if target > first:
+            # p = (s - start) / (target - start) at the first and last ramp samples
+            span_n = t_n * s_d - s_n * t_d  # (target - start) * s_d * t_d
+            p_first = (first * s_d - s_n) * t_d / span_n
+            p_last = (target * s_d - s_n) * t_d / span_n
+            ramp_p0[i] = p_first
+            ramp_step[i] = (p_last - p_first) / (target - first)
+            interpolates[i] = True
+        hold_first[i] = target
+        hold_last[i] = OPEN_END if open_end else _ceil_div(e_n, e_d)
+        last_end = (s_n, s_d) if open_end else (e_n, e_d)
+        last_open = open_end
+    return ChannelTiming(ramp_first, ramp_last, ramp_p0, ramp_step, interpolates,
+                         hold_first, hold_last)
 
 
 @dataclass(frozen=True)
@@ -148,44 +181,20 @@ class Segments:
             "track", "first", "last", "ramp_start", "ramp_step", "gains_from", "gains_to")))
 
 
-def segments_for_track(
-    track: int, timings: Sequence[BlockTiming], gains: np.ndarray
-) -> Segments:
-    """Turn one track's block timings and per-block gains (n_blocks, n_out) into segments."""
-    rows_track, rows_first, rows_last, rows_p0, rows_dp, rows_from, rows_to = \
-        [], [], [], [], [], [], []
-    previous = None
-    for timing, g in zip(timings, gains):
-        if timing.interpolates:
-            first, last = _ceil(timing.start), _ceil(timing.target)
-            if last > first:
-                span = timing.target - timing.start
-                p_first = float((first - timing.start) / span)
-                p_last = float((last - timing.start) / span)
-                rows_track.append(track)
-                rows_first.append(first)
-                rows_last.append(last)
-                rows_p0.append(p_first)
-                rows_dp.append((p_last - p_first) / (last - first))
-                rows_from.append(previous)
-                rows_to.append(g)
-        first, last = _ceil(timing.target), _ceil(timing.end)
-        if last > first:
-            rows_track.append(track)
-            rows_first.append(first)
-            rows_last.append(last)
-            rows_p0.append(0.0)
-            rows_dp.append(0.0)
-            rows_from.append(g)
-            rows_to.append(g)
-        previous = g
+def segments_for_track(track: int, timing: ChannelTiming, gains: np.ndarray) -> Segments:
+    """One track's segments from its block timing and per-block gains (B, n_out)."""
+    gains = np.asarray(gains, np.float32)
     n_out = gains.shape[1]
+    ramp = np.flatnonzero(timing.interpolates)
+    hold = np.flatnonzero(timing.hold_last > timing.hold_first)
+    previous = np.concatenate([np.zeros((1, n_out), np.float32), gains[:-1]])
+    n = len(ramp) + len(hold)
     return Segments(
-        track=np.array(rows_track, np.int32),
-        first=np.array(rows_first, np.int64),
-        last=np.array(rows_last, np.int64),
-        ramp_start=np.array(rows_p0, np.float64),
-        ramp_step=np.array(rows_dp, np.float64),
-        gains_from=np.array(rows_from, np.float32).reshape(-1, n_out),
-        gains_to=np.array(rows_to, np.float32).reshape(-1, n_out),
+        track=np.full(n, track, np.int32),
+        first=np.concatenate([timing.ramp_first[ramp], timing.hold_first[hold]]),
+        last=np.concatenate([timing.ramp_last[ramp], timing.hold_last[hold]]),
+        ramp_start=np.concatenate([timing.ramp_p0[ramp], np.zeros(len(hold))]),
+        ramp_step=np.concatenate([timing.ramp_step[ramp], np.zeros(len(hold))]),
+        gains_from=np.concatenate([previous[ramp], gains[hold]]),
+        gains_to=np.concatenate([gains[ramp], gains[hold]]),
     )

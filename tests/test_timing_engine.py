@@ -28,7 +28,10 @@ def test_whole_block_interpolation_ramps_linearly():
     # duration: gains go from g0 at sample 10 linearly to g1 at sample 20.
     blocks = [_block(1, Fraction(0), Fraction(1)), _block(2, Fraction(1), Fraction(1))]
     timings = block_timings(blocks, 10, None, None, interpolate=True)
-    assert [(t.start, t.target, t.end) for t in timings] == [(0, 0, 10), (10, 20, 20)]
+    assert list(timings.interpolates) == [False, True]
+    assert (timings.ramp_first[1], timings.ramp_last[1]) == (10, 20)
+    assert list(timings.hold_first) == [0, 20] and list(timings.hold_last) == [10, 20]
+    assert timings.ramp_p0[1] == 0.0 and timings.ramp_step[1] == pytest.approx(0.1)
     gains = np.array([[1.0, 0.0], [0.0, 1.0]])
     seg = segments_for_track(0, timings, gains)
     out = _render(seg, 20, np.ones((20, 1), np.float32), chunk=8)
@@ -43,7 +46,7 @@ def test_jump_position_interpolation_length():
     blocks = [_block(1, Fraction(0), Fraction(1)),
               _block(2, Fraction(1), Fraction(1), jump=Fraction(1, 4))]
     timings = block_timings(blocks, 8, None, None, interpolate=True)
-    assert (timings[1].start, timings[1].target, timings[1].end) == (8, 10, 16)
+    assert (timings.ramp_first[1], timings.ramp_last[1], timings.hold_last[1]) == (8, 10, 16)
     seg = segments_for_track(0, timings, np.array([[2.0], [4.0]]))
     out = _render(seg, 16, np.ones((16, 1), np.float32), chunk=5)[:, 0]
     np.testing.assert_allclose(out, [2] * 8 + [2.0, 3.0] + [4] * 6, atol=1e-6)
@@ -75,7 +78,7 @@ def test_fractional_sample_boundaries():
 def test_gap_between_blocks_is_silent_and_next_block_does_not_interpolate():
     blocks = [_block(1, Fraction(0), Fraction(1)), _block(2, Fraction(2), Fraction(1))]
     timings = block_timings(blocks, 4, None, None, interpolate=True)
-    assert not timings[1].interpolates
+    assert not timings.interpolates[1]
     seg = segments_for_track(0, timings, np.array([[1.0], [2.0]]))
     out = _render(seg, 12, np.ones((12, 1), np.float32), chunk=5)[:, 0]
     np.testing.assert_allclose(out, [1] * 4 + [0] * 4 + [2] * 4)
@@ -84,7 +87,7 @@ def test_gap_between_blocks_is_silent_and_next_block_does_not_interpolate():
 def test_object_start_offsets_blocks():
     blocks = [_block(1, Fraction(0), Fraction(1))]
     timings = block_timings(blocks, 4, Fraction(1, 2), None, interpolate=True)
-    assert (timings[0].start, timings[0].end) == (2, 6)
+    assert (timings.hold_first[0], timings.hold_last[0]) == (2, 6)
 
 
 def test_chunk_size_does_not_change_the_mix():
@@ -130,3 +133,19 @@ def test_block_past_object_end_is_an_error():
     blocks = [_block(1, Fraction(0), Fraction(2))]
     with pytest.raises(AdmError, match="ends after"):
         block_timings(blocks, 48000, None, Fraction(1), interpolate=True)
+
+
+def test_untimed_block_holds_to_the_end_of_the_file():
+    blocks = [ObjectsBlock(id="AB_00031001_00000001", position=PolarPosition(0.0))]
+    timings = block_timings(blocks, 48000, None, None, interpolate=True)
+    seg = segments_for_track(0, timings, np.array([[0.5]]))
+    out = _render(seg, 10, np.ones((10, 1), np.float32), chunk=4)[:, 0]
+    np.testing.assert_allclose(out, 0.5)
+
+
+def test_direct_speakers_blocks_switch_without_ramp():
+    blocks = [_block(1, Fraction(0), Fraction(1)), _block(2, Fraction(1), Fraction(1))]
+    timings = block_timings(blocks, 4, None, None, interpolate=False)
+    seg = segments_for_track(0, timings, np.array([[1.0], [3.0]]))
+    out = _render(seg, 8, np.ones((8, 1), np.float32), chunk=3)[:, 0]
+    np.testing.assert_allclose(out, [1, 1, 1, 1, 3, 3, 3, 3])
