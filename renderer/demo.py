@@ -97,8 +97,9 @@ def build_scene(
         pos = 0
         mean = mean_block_seconds * sample_rate
         while pos < total:
-            n = int(rng.uniform(0.3, 1.7) * mean)
-            n = max(INTERPOLATION_SAMPLES, min(n, total - pos))
+            n = max(2 * INTERPOLATION_SAMPLES, int(rng.uniform(0.3, 1.7) * mean))
+            if total - pos - n < 2 * INTERPOLATION_SAMPLES:
+                n = total - pos  # no block shorter than its interpolation at the end
             lengths.append(n)
             pos += n
         # Block boundaries in seconds with 5 decimals and the 250-sample interpolation length

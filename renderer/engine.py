@@ -1,21 +1,23 @@
 """Streaming mix of a gain plan over the input audio.
 
 The gain of each track is a piecewise-linear function of the sample index (see
-:mod:`renderer.timing`). For each chunk of ``chunk_frames`` input frames the engine gathers the
-segments that touch the chunk and expands them into *columns*: a hold contributes the track
-masked to its sample range; a ramp contributes two columns, the track weighted by ``1 - p`` and
-by ``p`` (``p`` the interpolation factor). The chunk's output is then one matrix product
+:mod:`renderer.timing`): *holds* (constant gains) and *ramps* (linear from one gain vector to
+another). The engine splits the audio into sub-blocks of ``sub_block`` frames and sends
+``sub_blocks`` of them at a time to one jitted JAX function:
 
-    out (N, n_out) = A (N, C) @ G (C, n_out)
+* holds that cover a whole sub-block go into a dense (tracks, outputs) gain matrix for that
+  sub-block, so most of the work is a batched matrix product ``x @ H``;
+* everything else touching the sub-block (ramps, and holds starting or ending inside it) is
+  expanded into *columns*: a hold contributes the track masked to its range, a ramp two
+  columns, the track weighted by ``1 - p`` and by ``p``; their contribution is ``A @ G`` with
+  ``A[s, c] = x[s, track_c] * weight_c(s)`` inside the column's range and 0 outside.
 
-with ``A[s, c] = x[s, track_c] * weight_c(s)`` inside the column's range and 0 outside, computed
-by one jitted JAX function. Column counts are padded to powers of two so that a few compiled
-shapes serve every chunk. Memory is bounded by the chunk size, whatever the file length.
+Column counts are padded to powers of two, so a few compiled shapes serve a whole file.
+Segments are swept in time order, so memory does not grow with the file's length, and the
+JAX call for one batch runs while the caller reads the next.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -26,122 +28,147 @@ from renderer.timing import Segments
 HOLD, FADE_OUT, FADE_IN = 0, 1, 2
 
 
-@dataclass(frozen=True)
-class Columns:
-    """Segments expanded into mixing columns (C of them), with a chunk -> columns index.
-
-    ``chunk_ptr``: (n_chunks + 1,) int64 and ``chunk_cols``: int64; the columns touching chunk
-    ``c`` are ``chunk_cols[chunk_ptr[c]:chunk_ptr[c + 1]]``.
-    """
-
-    track: np.ndarray
-    first: np.ndarray
-    last: np.ndarray
-    ramp_start: np.ndarray
-    ramp_step: np.ndarray
-    kind: np.ndarray
-    gains: np.ndarray
-    chunk_ptr: np.ndarray
-    chunk_cols: np.ndarray
-
-
-def expand_columns(segments: Segments, n_frames: int, chunk_frames: int) -> Columns:
-    """Expand ``segments`` into columns and index them by chunk of ``chunk_frames`` frames."""
-    ramp = segments.is_ramp
-    hold = ~ramp
-    parts = []
-    for mask, kind, gains in (
-        (hold, HOLD, segments.gains_to),
-        (ramp, FADE_OUT, segments.gains_from),
-        (ramp, FADE_IN, segments.gains_to),
-    ):
-        parts.append((
-            segments.track[mask], segments.first[mask], segments.last[mask],
-            segments.ramp_start[mask], segments.ramp_step[mask],
-            np.full(int(mask.sum()), kind, np.int32), gains[mask],
-        ))
-    track, first, last, p0, dp, kind, gains = (np.concatenate(x) for x in zip(*parts))
-    last = np.minimum(last, n_frames)
-    keep = last > first
-    track, first, last, p0, dp, kind, gains = (
-        a[keep] for a in (track, first, last, p0, dp, kind, gains))
-
-    n_chunks = max(1, -(-n_frames // chunk_frames))
-    chunk_lo = first // chunk_frames
-    chunk_hi = (last - 1) // chunk_frames
-    counts = chunk_hi - chunk_lo + 1
-    col_of_entry = np.repeat(np.arange(len(first)), counts)
-    starts = np.repeat(chunk_lo - np.cumsum(counts) + counts, counts)
-    chunk_of_entry = starts + np.arange(len(col_of_entry))
-    order = np.argsort(chunk_of_entry, kind="stable")
-    chunk_cols = col_of_entry[order]
-    chunk_ptr = np.searchsorted(chunk_of_entry[order], np.arange(n_chunks + 1))
-    return Columns(track.astype(np.int32), first, last, p0, dp, kind,
-                   gains.astype(np.float32), chunk_ptr.astype(np.int64), chunk_cols)
-
-
 @jax.jit
-def _mix_chunk(x, track, rel_first, rel_last, p_first, step, kind, gains):
-    """One chunk: x (N, T) float32; per column (C,) arrays; gains (C, n_out) -> (N, n_out).
+def _mix_batch(x, hold_gains, track, rel_first, rel_last, p_first, step, kind, gains):
+    """Mix K sub-blocks of M frames.
 
-    ``rel_first``/``rel_last``: the column's range within the chunk; ``p_first``: the
-    interpolation factor at ``rel_first``; ``step``: its increment per sample.
+    x: (K, M, T) float32 input. hold_gains: (K, T, n_out) gains of whole-sub-block holds.
+    Partial columns, (K, C) each: track index, range ``[rel_first, rel_last)`` within the
+    sub-block, interpolation factor at ``rel_first`` and its step per sample, kind (HOLD,
+    FADE_OUT, FADE_IN); gains (K, C, n_out). Returns (K, M, n_out).
     """
-    n = x.shape[0]
-    i = jnp.arange(n, dtype=jnp.int32)[:, None]
-    inside = (i >= rel_first[None, :]) & (i < rel_last[None, :])
-    p = p_first[None, :] + (i - rel_first[None, :]).astype(jnp.float32) * step[None, :]
-    weight = jnp.where(kind[None, :] == HOLD, 1.0, jnp.where(kind[None, :] == FADE_OUT, 1.0 - p, p))
-    a = jnp.where(inside, x[:, track] * weight, 0.0)
-    return jnp.dot(a, gains, precision=jax.lax.Precision.HIGHEST)
+    dense = jnp.einsum("kmt,kto->kmo", x, hold_gains)
+    m = x.shape[1]
+    i = jnp.arange(m, dtype=jnp.int32)[None, :, None]
+    inside = (i >= rel_first[:, None, :]) & (i < rel_last[:, None, :])
+    p = p_first[:, None, :] + (i - rel_first[:, None, :]).astype(jnp.float32) * step[:, None, :]
+    kind = kind[:, None, :]
+    weight = jnp.where(kind == HOLD, 1.0, jnp.where(kind == FADE_OUT, 1.0 - p, p))
+    columns = jnp.take_along_axis(x, track[:, None, :], axis=2)
+    a = jnp.where(inside, columns * weight, 0.0)
+    return dense + jnp.einsum("kmc,kco->kmo", a, gains)
 
 
 def _bucket(n: int) -> int:
-    size = 32
+    size = 16
     while size < n:
         size *= 2
     return size
 
 
 class Mixer:
-    """Mixes chunks of input audio with a gain plan; call :meth:`mix` with consecutive chunks."""
+    """Mixes consecutive batches of input frames with a gain plan.
 
-    def __init__(self, segments: Segments, n_outputs: int, n_frames: int, chunk_frames: int):
-        self.columns = expand_columns(segments, n_frames, chunk_frames)
+    ``segments``: the plan (see :class:`renderer.timing.Segments`); ``n_tracks``: input
+    channels. Call :meth:`dispatch` with consecutive batches of ``frames_per_call`` frames
+    (the last may be shorter); it returns a JAX array (computed asynchronously) of shape
+    (frames_per_call, n_outputs), of which the first ``len(x)`` rows are the output.
+    """
+
+    def __init__(self, segments: Segments, n_outputs: int, n_tracks: int,
+                 sub_block: int = 1024, sub_blocks: int = 8):
+        ramp = segments.is_ramp
+        hold = ~ramp
+        parts = [(hold, HOLD, segments.gains_to), (ramp, FADE_OUT, segments.gains_from),
+                 (ramp, FADE_IN, segments.gains_to)]
+        cols = [np.concatenate(a) for a in zip(*[
+            (segments.track[m], segments.first[m], segments.last[m], segments.ramp_start[m],
+             segments.ramp_step[m], np.full(int(m.sum()), k, np.int32), g[m])
+            for m, k, g in parts])]
+        keep = cols[2] > cols[1]
+        order = np.argsort(cols[1][keep], kind="stable")
+        (self.track, self.first, self.last, self.p0, self.dp, self.kind,
+         self.gains) = (c[keep][order] for c in cols)
+        self.gains = self.gains.astype(np.float64)
         self.n_outputs = n_outputs
-        self.chunk_frames = chunk_frames
+        self.n_tracks = n_tracks
+        self.sub_block = sub_block
+        self.sub_blocks = sub_blocks
+        self.frames_per_call = sub_block * sub_blocks
+        self._position = 0        # first frame of the next batch
+        self._next_column = 0     # columns before this one have been activated
+        self._active = np.zeros(0, np.int64)
 
-    def mix(self, chunk_index: int, x: np.ndarray) -> np.ndarray:
-        """Output (len(x), n_outputs) float32 for input chunk ``chunk_index`` (float32 (N, T))."""
-        cols = self.columns
+    def _columns_for(self, start: int, end: int) -> np.ndarray:
+        """Indices of the columns overlapping frames [start, end) (sweep in time order)."""
+        stop = int(np.searchsorted(self.first, end, side="left"))
+        new = np.arange(self._next_column, stop)
+        self._next_column = stop
+        active = np.concatenate([self._active, new])
+        active = active[self.last[active] > start]
+        self._active = active
+        return active
+
+    def dispatch(self, x: np.ndarray) -> jax.Array:
+        """Start mixing the next batch ``x`` (frames, n_tracks) float32; see the class doc."""
+        m, k_count = self.sub_block, self.sub_blocks
         n = len(x)
-        if chunk_index + 1 >= len(cols.chunk_ptr):
-            return np.zeros((n, self.n_outputs), np.float32)
-        idx = cols.chunk_cols[cols.chunk_ptr[chunk_index]:cols.chunk_ptr[chunk_index + 1]]
-        if len(idx) == 0:
-            return np.zeros((n, self.n_outputs), np.float32)
-        start = chunk_index * self.chunk_frames
-        first = cols.first[idx]
-        rel_first = np.clip(first - start, 0, n)
-        rel_last = np.clip(cols.last[idx] - start, 0, n)
-        p_first = cols.ramp_start[idx] + (start + rel_first - first) * cols.ramp_step[idx]
-        size = _bucket(len(idx))
-        pad = size - len(idx)
+        start = self._position
+        self._position += n
+        if n < self.frames_per_call:
+            x = np.pad(x, ((0, self.frames_per_call - n), (0, 0)))
+        cols = self._columns_for(start, start + n)
+        first, last, kind = self.first[cols], self.last[cols], self.kind[cols]
+        rel_first, rel_last = first - start, last - start
+        sb_lo = np.clip(rel_first // m, 0, k_count - 1)
+        sb_hi = np.clip((rel_last - 1) // m, 0, k_count - 1)
 
-        def padded(a, dtype):
-            return np.pad(a.astype(dtype), [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+        # Holds covering whole sub-blocks: a difference array over sub-blocks, summed.
+        is_hold = kind == HOLD
+        full_lo = np.clip(-(-rel_first // m), 0, k_count)
+        full_hi = np.clip(rel_last // m, 0, k_count)  # exclusive
+        full = is_hold & (full_hi > full_lo)
+        diff = np.zeros((k_count + 1, self.n_tracks, self.n_outputs))
+        np.add.at(diff, (full_lo[full], self.track[cols][full]), self.gains[cols][full])
+        np.add.at(diff, (full_hi[full], self.track[cols][full]), -self.gains[cols][full])
+        hold_gains = np.cumsum(diff[:k_count], axis=0).astype(np.float32)
 
-        n_padded = self.chunk_frames
-        if n < n_padded:
-            x = np.pad(x, ((0, n_padded - n), (0, 0)))
-        out = _mix_chunk(
-            jnp.asarray(x, jnp.float32),
-            padded(cols.track[idx], np.int32),
-            padded(rel_first, np.int32),
-            padded(rel_last, np.int32),
-            padded(p_first, np.float32),
-            padded(cols.ramp_step[idx], np.float32),
-            padded(cols.kind[idx], np.int32),
-            padded(cols.gains[idx], np.float32),
-        )
-        return np.asarray(out)[:n]
+        # Partial columns: ramps in every sub-block they touch; holds where they start or
+        # end inside a sub-block.
+        starts_inside = is_hold & (rel_first > sb_lo * m)
+        ends_inside = is_hold & (rel_last < (sb_hi + 1) * m)
+        ramp = ~is_hold
+        span = np.where(ramp, sb_hi - sb_lo + 1, 0)
+        entry_col = np.concatenate([
+            np.repeat(np.arange(len(cols)), span),
+            np.flatnonzero(starts_inside),
+            np.flatnonzero(ends_inside & ~(starts_inside & (sb_lo == sb_hi))),
+        ])
+        run_start = np.repeat(np.cumsum(span) - span, span)
+        entry_sb = np.concatenate([
+            np.repeat(sb_lo, span) + np.arange(int(span.sum())) - run_start,
+            sb_lo[starts_inside],
+            sb_hi[ends_inside & ~(starts_inside & (sb_lo == sb_hi))],
+        ]).astype(np.int64)
+        order = np.argsort(entry_sb, kind="stable")
+        entry_col, entry_sb = entry_col[order], entry_sb[order]
+        counts = np.bincount(entry_sb, minlength=k_count)
+        width = _bucket(int(counts.max()) if len(counts) else 1)
+        slot = np.arange(len(entry_sb)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+        c = cols[entry_col]
+        sub_start = start + entry_sb * m
+        e_first = np.clip(self.first[c] - sub_start, 0, m)
+        e_last = np.clip(self.last[c] - sub_start, 0, m)
+        e_p0 = self.p0[c] + (sub_start + e_first - self.first[c]) * self.dp[c]
+
+        def table(values, dtype, extra=()):
+            out = np.zeros((k_count, width) + extra, dtype)
+            out[entry_sb, slot] = values
+            return out
+
+        return _mix_batch(
+            x.reshape(k_count, m, -1),
+            hold_gains,
+            table(self.track[c], np.int32),
+            table(e_first, np.int32),
+            table(e_last, np.int32),
+            table(e_p0, np.float32),
+            table(self.dp[c], np.float32),
+            table(self.kind[c], np.int32),
+            table(self.gains[c], np.float32, (self.n_outputs,)),
+        ).reshape(self.frames_per_call, self.n_outputs)
+
+    def mix(self, x: np.ndarray) -> np.ndarray:
+        """Mix the next batch and wait for it: (len(x), n_outputs) float32."""
+        return np.asarray(self.dispatch(x))[:len(x)]

@@ -24,9 +24,6 @@ from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
 from renderer.plan import build_gain_plan
 
-CHUNK_FRAMES = 4096
-
-
 class RenderError(ValueError):
     """A render that cannot go ahead (bad option, overload with --fail-on-overload, ...)."""
 
@@ -111,7 +108,7 @@ def render_file(
                              complementary_object_ids=complementary_object_ids,
                              source=str(input_path))
         plan = build_gain_plan(items, target, reader.sample_rate, source=str(input_path))
-        mixer = Mixer(plan.segments, plan.n_outputs, reader.frames, CHUNK_FRAMES)
+        mixer = Mixer(plan.segments, plan.n_outputs, reader.channels)
         report = RenderReport(output=output_path, layout=target, frames=reader.frames,
                               sample_rate=reader.sample_rate,
                               peak=np.zeros(target.n_channels),
@@ -125,8 +122,11 @@ def render_file(
                         sample_format=sample_format, bext=reader.bext,
                         forbid_paths=(input_path,)) as writer:
             done = 0
-            for chunk_index, block in enumerate(reader.iter_blocks(CHUNK_FRAMES)):
-                out = mixer.mix(chunk_index, block)
+            pending = None  # (result being computed, frames): overlaps compute and reading
+
+            def finish(result, frames: int) -> None:
+                nonlocal done
+                out = np.asarray(result)[:frames]
                 if gain != 1.0:
                     out = out * np.float32(gain)
                 np.maximum(report.peak, np.abs(out).max(axis=0), out=report.peak)
@@ -135,8 +135,16 @@ def render_file(
                         f"{output_path}: output overloaded on "
                         f"{', '.join(report.overloaded_channels)} (--fail-on-overload)")
                 writer.write(out)
-                done += len(block)
+                done += frames
                 if progress is not None:
                     progress(done, reader.frames)
+
+            for block in reader.iter_blocks(mixer.frames_per_call):
+                result = mixer.dispatch(block)
+                if pending is not None:
+                    finish(*pending)
+                pending = (result, len(block))
+            if pending is not None:
+                finish(*pending)
         report.clipped_samples = writer.clipped_samples
     return report

@@ -17,10 +17,11 @@ def _block(i, rtime, duration, jump=None):
     )
 
 
-def _render(segments, n_frames, x, chunk):
-    mixer = Mixer(segments, segments.gains_to.shape[1], n_frames, chunk)
-    return np.concatenate([mixer.mix(c, x[c * chunk:(c + 1) * chunk])
-                           for c in range(-(-n_frames // chunk))])
+def _render(segments, n_frames, x, chunk, sub_blocks=2):
+    """Mix in sub-blocks of ``chunk`` frames, ``sub_blocks`` per call."""
+    mixer = Mixer(segments, segments.gains_to.shape[1], x.shape[1], chunk, sub_blocks)
+    step = mixer.frames_per_call
+    return np.concatenate([mixer.mix(x[i:i + step]) for i in range(0, n_frames, step)])
 
 
 def test_whole_block_interpolation_ramps_linearly():
@@ -103,8 +104,8 @@ def test_chunk_size_does_not_change_the_mix():
         timings = block_timings(blocks, n, None, None, interpolate=True)
         parts.append(segments_for_track(t, timings, rng.random((len(blocks), 4))))
     seg = Segments.concatenate(parts, 4)
-    a = _render(seg, n, x, chunk=64)
-    b = _render(seg, n, x, chunk=333)
+    a = _render(seg, n, x, chunk=64, sub_blocks=4)
+    b = _render(seg, n, x, chunk=333, sub_blocks=1)
     np.testing.assert_allclose(a, b, atol=1e-5)
     # Energy check against a direct per-sample evaluation of the gain functions.
     direct = np.zeros((n, 4))
@@ -149,3 +150,16 @@ def test_direct_speakers_blocks_switch_without_ramp():
     seg = segments_for_track(0, timings, np.array([[1.0], [3.0]]))
     out = _render(seg, 8, np.ones((8, 1), np.float32), chunk=3)[:, 0]
     np.testing.assert_allclose(out, [1, 1, 1, 1, 3, 3, 3, 3])
+
+
+def test_two_items_on_one_track_add_up():
+    # The same track used by two render items: outputs are the sum of both gain functions.
+    blocks = [_block(1, Fraction(0), Fraction(1)), _block(2, Fraction(1), Fraction(1))]
+    timings = block_timings(blocks, 50, None, None, interpolate=True)
+    a = segments_for_track(0, timings, np.array([[1.0, 0.0], [0.0, 1.0]]))
+    b = segments_for_track(0, timings, np.array([[0.5, 0.5], [0.5, 0.5]]))
+    out = _render(Segments.concatenate([a, b], 2), 100, np.ones((100, 1), np.float32), chunk=16)
+    s = np.arange(100)
+    p = np.clip((s - 50) / 50, 0, 1)
+    expected = np.stack([np.where(s < 50, 1.0, 1 - p), np.where(s < 50, 0.0, p)], axis=1)
+    np.testing.assert_allclose(out, expected + 0.5, atol=1e-6)
