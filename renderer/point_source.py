@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.spatial
 
 from layouts.model import Layout, LayoutError, polar_to_cartesian
 
@@ -163,6 +162,8 @@ def _extended_vertices(names: Sequence[str], real_pol: np.ndarray, nominal_pol: 
 
 def _hull_facets(points: np.ndarray) -> list[set[int]]:
     """Convex hull facets, coplanar triangles merged (plane equations within 1e-5)."""
+    import scipy.spatial  # noqa: PLC0415 - only needed when configuring; slow to import
+
     hull = scipy.spatial.ConvexHull(points)
     planes: list[np.ndarray] = []
     facets: list[set[int]] = []

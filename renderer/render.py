@@ -24,6 +24,7 @@ from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
 from renderer.plan import build_gain_plan
 
+
 class RenderError(ValueError):
     """A render that cannot go ahead (bad option, overload with --fail-on-overload, ...)."""
 

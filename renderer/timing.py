@@ -17,6 +17,7 @@ factor at sample ``s`` is ``(s - a) / (b - a)``, so a ramp need not start or end
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -68,6 +69,94 @@ def block_timings(
     from the previous block), False for DirectSpeakers (gains switch at the block start).
     Raises :class:`AdmError` for overlapping blocks, half-given timing, a block ending after
     its object, or an interpolationLength longer than its block.
+
+    Channels whose blocks all have rtime and duration are computed with numpy on integer
+    ticks (all times on a common denominator), when the numbers fit in 64 bits; otherwise
+    block by block with Python integers. Both give the same result.
+    """
+    fast = _block_timings_vectorised(blocks, sample_rate, object_start, object_duration,
+                                     interpolate, where)
+    if fast is not None:
+        return fast
+    return _block_timings_exact(blocks, sample_rate, object_start, object_duration,
+                                interpolate, where)
+
+
+_TICKS_LIMIT = 1 << 61
+
+
+def _block_timings_vectorised(blocks, sr, object_start, object_duration, interpolate, where):
+    """numpy version of :func:`_block_timings_exact` for fully timed channels, or None."""
+    n = len(blocks)
+    if n == 0 or any(b.rtime is None or b.duration is None for b in blocks):
+        return None
+    rtimes = [b.rtime for b in blocks]
+    durations = [b.duration for b in blocks]
+    jumps = [getattr(b, "jump_position", None) for b in blocks]
+    # jumpPosition set: interpolate over interpolationLength (0 when not given)
+    lengths = [(j.interpolation_length or Fraction(0)) if j is not None and j.flag else None
+               for j in jumps]
+    extra = [t for t in (object_start, object_duration) if t is not None]
+    denominators = {t.denominator for t in rtimes} | {t.denominator for t in durations}
+    denominators |= {t.denominator for t in lengths if t is not None}
+    denominators |= {t.denominator for t in extra}
+    tick = math.lcm(*denominators)
+    obj_start = object_start if object_start is not None else Fraction(0)
+    longest = max([t for t in lengths if t is not None], default=Fraction(0))
+    horizon = (obj_start + max(rtimes) + max(durations) + longest) * tick * sr
+    if horizon >= _TICKS_LIMIT or tick * sr >= _TICKS_LIMIT:
+        return None
+
+    def ticks(values):
+        return np.array([v.numerator * (tick // v.denominator) for v in values], np.int64)
+
+    start = ticks(rtimes) + int(obj_start * tick)
+    end = start + ticks(durations)
+    if object_duration is not None:
+        late = np.flatnonzero(end > int((obj_start + object_duration) * tick))
+        if len(late):
+            raise AdmError(f"{where}audioBlockFormat {blocks[late[0]].id} ends after its "
+                           "audioObject")
+    overlap = np.flatnonzero(start[1:] < end[:-1])
+    if len(overlap):
+        raise AdmError(f"{where}audioBlockFormat {blocks[overlap[0] + 1].id} overlaps the "
+                       "previous block (--enable-block-duration-fix repairs this)")
+    target = start.copy()
+    if interpolate:
+        contiguous = np.zeros(n, bool)
+        contiguous[1:] = start[1:] == end[:-1]
+        has_jump = np.array([length is not None for length in lengths])
+        jump_length = ticks([length if length is not None else Fraction(0)
+                             for length in lengths])
+        target = np.where(contiguous, np.where(has_jump, start + jump_length, end), start)
+        too_long = np.flatnonzero(target > end)
+        if len(too_long):
+            raise AdmError(f"{where}audioBlockFormat {blocks[too_long[0]].id}: "
+                           "interpolationLength is longer than the block")
+    # positions in samples are ticks * sr / tick; a boundary at t affects samples >= ceil(t)
+    s_scaled, t_scaled, e_scaled = start * sr, target * sr, end * sr
+    first = -((-s_scaled) // tick)
+    last = -((-t_scaled) // tick)
+    interpolates = last > first
+    span = np.where(interpolates, t_scaled - s_scaled, 1).astype(np.float64)
+    p_first = (first * tick - s_scaled) / span
+    p_last = (last * tick - s_scaled) / span
+    steps = np.where(interpolates, last - first, 1)
+    ramp_p0 = np.where(interpolates, p_first, 0.0)
+    ramp_step = np.where(interpolates, (p_last - p_first) / steps, 0.0)
+    return ChannelTiming(first, last, ramp_p0, ramp_step, interpolates, last,
+                         -((-e_scaled) // tick))
+
+
+def _block_timings_exact(
+    blocks: Sequence,
+    sample_rate: int,
+    object_start: Fraction | None,
+    object_duration: Fraction | None,
+    interpolate: bool,
+    where: str = "",
+) -> ChannelTiming:
+    """Block-by-block version of :func:`block_timings` with unbounded Python integers.
 
     Times are kept as exact fractions of a sample, ``numerator / denominator`` in Python
     integers (no rounding, no Fraction overhead); a boundary at fractional sample ``t``

@@ -6,8 +6,19 @@ import numpy as np
 import pytest
 
 from adm.model import AdmError, JumpPosition, ObjectsBlock, PolarPosition
+from renderer import timing
 from renderer.engine import Mixer
 from renderer.timing import Segments, block_timings, segments_for_track
+
+_VECTORISED = timing._block_timings_vectorised
+
+
+@pytest.fixture(params=["vectorised", "exact"], autouse=True)
+def timing_path(request, monkeypatch):
+    """Run every test with both implementations of block_timings."""
+    if request.param == "exact":
+        monkeypatch.setattr(timing, "_block_timings_vectorised", lambda *args: None)
+    return request.param
 
 
 def _block(i, rtime, duration, jump=None):
@@ -163,3 +174,23 @@ def test_two_items_on_one_track_add_up():
     p = np.clip((s - 50) / 50, 0, 1)
     expected = np.stack([np.where(s < 50, 1.0, 1 - p), np.where(s < 50, 0.0, p)], axis=1)
     np.testing.assert_allclose(out, expected + 0.5, atol=1e-6)
+
+
+def test_vectorised_and_exact_timing_agree_on_random_channels():
+    rng = np.random.default_rng(4)
+    for trial in range(20):
+        edges = np.cumsum(rng.integers(1, 5000, 30))
+        times = [Fraction(int(e), 100000) for e in edges]
+        blocks = [_block(i, a, b - a, jump=Fraction(int(rng.integers(0, 300)), 48000)
+                         if rng.random() < 0.5 else None)
+                  for i, (a, b) in enumerate(zip(times[:-1], times[1:]))
+                  if (b - a) > Fraction(300, 48000)]
+        start = Fraction(int(rng.integers(0, 1000)), 44100) if trial % 2 else None
+        args = (blocks, 48000, start, None, True)
+        fast = _VECTORISED(*args, "")
+        exact = timing._block_timings_exact(*args)
+        assert fast is not None
+        for name in ("ramp_first", "ramp_last", "interpolates", "hold_first", "hold_last"):
+            np.testing.assert_array_equal(getattr(fast, name), getattr(exact, name))
+        np.testing.assert_allclose(fast.ramp_p0, exact.ramp_p0, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(fast.ramp_step, exact.ramp_step, rtol=0, atol=1e-12)
