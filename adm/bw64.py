@@ -521,6 +521,38 @@ class Bw64Reader:
             tmp[:, 3] = src[2::3]
             np.multiply(tmp.view("<i4")[:, 0], np.float32(2.0**-31), out=dest, dtype=np.float32)
 
+    @property
+    def raw_encoding(self) -> str | None:
+        """How :meth:`read_raw` bytes decode: "pcm16", "pcm24", "pcm32" (little-endian
+        integers) or "float32"; None for 64-bit float, which only :meth:`read` returns."""
+        if self._format_tag == WAVE_FORMAT_IEEE_FLOAT:
+            return "float32" if self._bits == 32 else None
+        return f"pcm{self._bits}"
+
+    def read_raw(self, start_frame: int, n_frames: int) -> np.ndarray:
+        """The undecoded sample bytes of frames ``[start_frame, start_frame + n_frames)``:
+        uint8 ``(n, channels * bytes_per_sample)`` (shortened at the end of the data).
+
+        For decoding elsewhere (e.g. fused into the renderer's JAX kernel); see
+        :attr:`raw_encoding`.
+        """
+        f = self._require_open()
+        if start_frame < 0 or start_frame > self._frames:
+            raise self._err(f"start frame {start_frame} outside 0..{self._frames}")
+        n = max(0, min(int(n_frames), self._frames - start_frame))
+        out = np.empty((n, self._block_align), np.uint8)
+        if n:
+            self._read_at(f, memoryview(out.reshape(-1)),
+                          self._data_offset + start_frame * self._block_align)
+        return out
+
+    def iter_raw_blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        """Consecutive :meth:`read_raw` blocks of ``block_frames`` frames (last one shorter)."""
+        if block_frames < 1:
+            raise ValueError(f"block_frames must be >= 1, got {block_frames}")
+        for pos in range(0, self._frames, block_frames):
+            yield self.read_raw(pos, block_frames)
+
     def iter_blocks(
         self, block_frames: int, start_frame: int = 0, end_frame: int | None = None
     ) -> Iterator[np.ndarray]:
@@ -747,7 +779,9 @@ class Bw64Writer:
         if self._tag == WAVE_FORMAT_IEEE_FLOAT:
             return np.ascontiguousarray(x, dtype="<f4" if self._bits == 32 else "<f8").tobytes()
         full = 2.0 ** (self._bits - 1)
-        y = np.rint(x.astype(np.float64) * full)
+        # float32 holds every 16- and 24-bit code exactly (scaling by a power of two is exact)
+        work = np.float64 if self._bits == 32 else np.float32
+        y = np.rint(x.astype(work, copy=False) * work(full))
         lo, hi = -full, full - 1
         clipped = int(np.count_nonzero((y < lo) | (y > hi)))
         if clipped:

@@ -41,26 +41,28 @@ def parse_time(text: str, element: str = "") -> Fraction:
     """
     if not isinstance(text, str):
         raise _bad(repr(text), element, "not a string")
-    match = _SAMPLES_RE.match(text)
+    # The two forms cannot both match (a sample count ends in "S<rate>"); the decimal form, by
+    # far the commoner, is tried first. The result is built as one Fraction from integers.
+    match = _DECIMAL_RE.match(text)
     if match is not None:
-        hours, minutes, seconds, samples, rate = match.groups()
-        rate_i = int(rate)
-        samples_i = int(samples)
-        if rate_i == 0:
-            raise _bad(text, element, "sample rate is 0")
-        if samples_i >= rate_i:
-            raise _bad(text, element, f"sample count {samples_i} is not below the rate {rate_i}")
-        fraction = Fraction(samples_i, rate_i)
+        hours, minutes, seconds, digits = match.groups()
+        numerator, denominator = (int(digits), 10 ** len(digits)) if digits else (0, 1)
     else:
-        match = _DECIMAL_RE.match(text)
+        match = _SAMPLES_RE.match(text)
         if match is None:
             raise _bad(text, element, "expected hh:mm:ss.fffff or hh:mm:ss.SSSSSsRATE")
-        hours, minutes, seconds, digits = match.groups()
-        fraction = Fraction(int(digits), 10 ** len(digits)) if digits else Fraction(0)
+        hours, minutes, seconds, samples, rate = match.groups()
+        numerator, denominator = int(samples), int(rate)
+        if denominator == 0:
+            raise _bad(text, element, "sample rate is 0")
+        if numerator >= denominator:
+            raise _bad(text, element,
+                       f"sample count {numerator} is not below the rate {denominator}")
     minutes_i, seconds_i = int(minutes), int(seconds)
     if minutes_i >= 60 or seconds_i >= 60:
         raise _bad(text, element, "minutes and seconds must be below 60")
-    return (int(hours) * 60 + minutes_i) * 60 + seconds_i + fraction
+    whole = (int(hours) * 60 + minutes_i) * 60 + seconds_i
+    return Fraction(whole * denominator + numerator, denominator)
 
 
 def _hms(whole: int) -> str:

@@ -20,10 +20,13 @@ digits of ADM IDs are case-insensitive in practice: ``AC_0001000a`` == ``AC_0001
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import io
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
+from typing import TypeVar
 
 import lxml.etree as etree
 
@@ -159,9 +162,11 @@ class _Ctx:
         value = self._times.get(text)
         if value is None:
             try:
-                value = self._times[text] = parse_time(text, f"{owner} {what}")
+                value = self._times[text] = parse_time(text)
             except AdmError as exc:
-                raise self.error(el, "", str(exc)) from None
+                # the same message as parse_time(text, f"{owner} {what}"), whose element name
+                # is only formatted here, on the error path
+                raise self.error(el, f"{owner} {what}", str(exc)) from None
         return value
 
     def seconds(self, el: etree._Element, owner: str, what: str, text: str) -> Fraction:
@@ -609,8 +614,50 @@ def _track_uid(ctx: _Ctx, el: etree._Element) -> AudioTrackUID:
 # audioBlockFormat (BS.2076-2 clause 5.4.3)
 # --------------------------------------------------------------------------------------------
 
+# Large files have tens of thousands of Objects blocks whose small sub-elements repeat: one
+# shared (immutable) instance per distinct text/attribute combination. Bounded, so that a
+# hostile file cannot grow them without limit; a value not cached is simply built again.
+_CACHE_LIMIT = 1024
 _JUMP_CACHE: dict[tuple[str | None, str | None], JumpPosition] = {}
+_CHANNEL_LOCK_CACHE: dict[tuple[str | None, str | None], ChannelLock] = {}
+_DIVERGENCE_CACHE: dict[tuple[str | None, str | None, str | None], ObjectDivergence] = {}
+_EDGE_LOCK_CACHE: dict[tuple[str | None, str | None], ScreenEdgeLock] = {}
 
+_T = TypeVar("_T")
+
+
+def _builder(cls: type[_T]) -> Callable[..., _T]:
+    """A fast positional constructor for the frozen dataclass ``cls`` (every field given, in
+    field order) for the hot paths of large files.
+
+    The frozen ``__init__`` sets each field through ``object.__setattr__``; this fills the
+    instance ``__dict__`` directly, in field order, so the instance is identical to
+    ``cls(*values)`` (same ``==``, ``hash``, ``repr``, ``dataclasses.replace``). Falls back to
+    ``cls`` itself when the class has ``__post_init__`` or init-only/non-init fields, and to
+    ``cls(*values)`` when not every field is given.
+    """
+    fields = dataclasses.fields(cls)
+    if hasattr(cls, "__post_init__") or not all(f.init for f in fields) \
+            or len(fields) != len(inspect.signature(cls).parameters):
+        return cls
+    names = tuple(f.name for f in fields)
+    n_fields = len(names)
+    new = object.__new__
+
+    def build(*values: object) -> _T:
+        if len(values) != n_fields:
+            return cls(*values)
+        instance = new(cls)
+        instance.__dict__.update(zip(names, values))
+        return instance
+
+    return build
+
+
+_new_objects_block = _builder(ObjectsBlock)
+_new_cartesian = _builder(CartesianPosition)
+_new_polar = _builder(PolarPosition)
+_OBJECTS_BLOCK_DEFAULTS = ObjectsBlock("", CartesianPosition(0.0, 0.0))  # default field values
 
 def _block_id(ctx: _Ctx, el: etree._Element, channel_id: str) -> str:
     value = el.get("audioBlockFormatID")
@@ -642,19 +689,40 @@ def _zone_exclusion(ctx: _Ctx, el: etree._Element, owner: str) -> tuple[Zone, ..
     return tuple(zones)
 
 
+# position coordinate attribute -> (coordinate name, whether it is a polar one)
+_COORDS: dict[str, tuple[str, bool]] = {
+    "azimuth": ("azimuth", True), "elevation": ("elevation", True),
+    "distance": ("distance", True),
+    "X": ("X", False), "Y": ("Y", False), "Z": ("Z", False),
+    "x": ("X", False), "y": ("Y", False), "z": ("Z", False),
+}
+
+
 def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlock:
-    """Objects audioBlockFormat (clause 5.4.3.3); defaults as BS.2076-2."""
+    """Objects audioBlockFormat (clause 5.4.3.3); defaults as BS.2076-2.
+
+    The hot path of large files (tens of thousands of blocks): sub-elements are read into
+    locals, repeated values come from caches and the block is built by :func:`_builder`.
+    """
     bid = _block_id(ctx, el, channel_id)
     strict = ctx.strict
     if strict:
         ctx.check_attrs(el, bid, _BLOCK_ATTRS)
+    defaults = _OBJECTS_BLOCK_DEFAULTS
+    width, height, depth = defaults.width, defaults.height, defaults.depth
+    gain, diffuse = defaults.gain, defaults.diffuse
+    channel_lock, divergence = defaults.channel_lock, defaults.object_divergence
+    jump, screen_ref = defaults.jump_position, defaults.screen_ref
+    importance, zones, head_locked = defaults.importance, defaults.zone_exclusion, \
+        defaults.head_locked
     coords: dict[str, float] = {}
+    n_polar = n_cart = 0
     edge_h: str | None = None
     edge_v: str | None = None
     cartesian_flag: bool | None = None
-    values: dict[str, object] = {}
     local_names = _LOCAL_NAMES
-    for child in el:  # the hot loop of large files: _children() inlined
+    floats = ctx._floats
+    for child in el:  # _children() inlined
         tag = child.tag
         if tag.__class__ is not str:
             continue
@@ -665,12 +733,19 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
             coord = child.get("coordinate")
             if coord is None:
                 raise ctx.error(child, bid, "position has no coordinate attribute")
-            coord = _COORD_ALIASES.get(coord, coord)
-            if coord not in _POLAR_COORDS and coord not in _CART_COORDS:
+            known = _COORDS.get(coord)
+            if known is None:
                 raise ctx.error(child, bid, f"unknown position coordinate {coord!r}")
+            coord, polar = known
             if coord in coords:
                 raise ctx.error(child, bid, f"duplicate position coordinate {coord!r}")
-            coords[coord] = ctx.float(child, bid, coord, child.text)
+            text = child.text
+            value = floats.get(text)  # type: ignore[arg-type]
+            coords[coord] = value if value is not None else ctx.float(child, bid, coord, text)
+            if polar:
+                n_polar += 1
+            else:
+                n_cart += 1
             lock = child.get("screenEdgeLock")
             if lock is not None:
                 lock = lock.strip()
@@ -681,81 +756,109 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
                 else:
                     raise ctx.error(child, bid, f"screenEdgeLock {lock!r} is not valid on the "
                                     f"{coord} coordinate")
+        elif name == "cartesian":
+            cartesian_flag = ctx.bool(child, bid, "cartesian", child.text)
         elif name == "jumpPosition":
+            text = child.text
             length = child.get("interpolationLength")
-            jump_key = (child.text, length)
-            jump = _JUMP_CACHE.get(jump_key)
+            jump_key = (text, length)
+            jump = _JUMP_CACHE.get(jump_key)  # type: ignore[assignment]
             if jump is None:
                 jump = JumpPosition(
-                    flag=ctx.bool(child, bid, "jumpPosition", child.text),
+                    flag=ctx.bool(child, bid, "jumpPosition", text),
                     interpolation_length=(None if length is None else ctx.seconds(
                         child, bid, "jumpPosition interpolationLength", length)),
                 )
-                if len(_JUMP_CACHE) < 1024:
+                if len(_JUMP_CACHE) < _CACHE_LIMIT:
                     _JUMP_CACHE[jump_key] = jump
-            values["jump_position"] = jump
-        elif name == "cartesian":
-            cartesian_flag = ctx.bool(child, bid, "cartesian", child.text)
-        elif name in ("width", "height", "depth", "diffuse"):
-            values[name] = ctx.float(child, bid, name, child.text)
+        elif name == "width":
+            width = ctx.float(child, bid, name, child.text)
+        elif name == "height":
+            height = ctx.float(child, bid, name, child.text)
+        elif name == "depth":
+            depth = ctx.float(child, bid, name, child.text)
+        elif name == "diffuse":
+            diffuse = ctx.float(child, bid, name, child.text)
         elif name == "gain":
-            values["gain"] = ctx.gain(child, bid, child.text)
+            gain = ctx.gain(child, bid, child.text)
         elif name == "channelLock":
+            text = child.text
             max_distance = child.get("maxDistance")
-            values["channel_lock"] = ChannelLock(
-                flag=ctx.bool(child, bid, "channelLock", child.text),
-                max_distance=(None if max_distance is None else ctx.float(
-                    child, bid, "channelLock maxDistance", max_distance)),
-            )
+            lock_key = (text, max_distance)
+            channel_lock = _CHANNEL_LOCK_CACHE.get(lock_key)  # type: ignore[assignment]
+            if channel_lock is None:
+                channel_lock = ChannelLock(
+                    flag=ctx.bool(child, bid, "channelLock", text),
+                    max_distance=(None if max_distance is None else ctx.float(
+                        child, bid, "channelLock maxDistance", max_distance)),
+                )
+                if len(_CHANNEL_LOCK_CACHE) < _CACHE_LIMIT:
+                    _CHANNEL_LOCK_CACHE[lock_key] = channel_lock
         elif name == "objectDivergence":
+            text = child.text
             az_range = child.get("azimuthRange")
             pos_range = child.get("positionRange")
-            values["object_divergence"] = ObjectDivergence(
-                value=ctx.float(child, bid, "objectDivergence", child.text),
-                azimuth_range=(None if az_range is None else ctx.float(
-                    child, bid, "objectDivergence azimuthRange", az_range)),
-                position_range=(None if pos_range is None else ctx.float(
-                    child, bid, "objectDivergence positionRange", pos_range)),
-            )
+            divergence_key = (text, az_range, pos_range)
+            divergence = _DIVERGENCE_CACHE.get(divergence_key)  # type: ignore[assignment]
+            if divergence is None:
+                divergence = ObjectDivergence(
+                    value=ctx.float(child, bid, "objectDivergence", text),
+                    azimuth_range=(None if az_range is None else ctx.float(
+                        child, bid, "objectDivergence azimuthRange", az_range)),
+                    position_range=(None if pos_range is None else ctx.float(
+                        child, bid, "objectDivergence positionRange", pos_range)),
+                )
+                if len(_DIVERGENCE_CACHE) < _CACHE_LIMIT:
+                    _DIVERGENCE_CACHE[divergence_key] = divergence
         elif name == "screenRef":
-            values["screen_ref"] = ctx.bool(child, bid, name, child.text)
+            screen_ref = ctx.bool(child, bid, name, child.text)
         elif name == "importance":
-            values["importance"] = ctx.int(child, bid, name, child.text)
+            importance = ctx.int(child, bid, name, child.text)
         elif name == "headLocked":
-            values["head_locked"] = ctx.bool(child, bid, name, child.text)
+            head_locked = ctx.bool(child, bid, name, child.text)
         elif name == "zoneExclusion":
-            values["zone_exclusion"] = _zone_exclusion(ctx, child, bid)
+            zones = _zone_exclusion(ctx, child, bid)
         else:
             ctx.unknown(child, name, bid, _BLOCK_KNOWN)
 
     position: PolarPosition | CartesianPosition
-    if coords.keys() & _POLAR_COORDS:
-        if coords.keys() & _CART_COORDS:
+    if n_polar:
+        if n_cart:
             raise ctx.error(el, bid, "position mixes polar and cartesian coordinates")
         if "azimuth" not in coords:
             raise ctx.error(el, bid, "polar position has no azimuth")
-        position = PolarPosition(
+        position = _new_polar(
             coords["azimuth"], coords.get("elevation", 0.0), coords.get("distance", 1.0))
         is_cartesian = False
-    elif coords:
+    elif n_cart:
         if "X" not in coords or "Y" not in coords:
             raise ctx.error(el, bid, "cartesian position needs X and Y")
-        position = CartesianPosition(coords["X"], coords["Y"], coords.get("Z", 0.0))
+        position = _new_cartesian(coords["X"], coords["Y"], coords.get("Z", 0.0))
         is_cartesian = True
     else:
         raise ctx.error(el, bid, "audioBlockFormat has no position")
     if cartesian_flag is not None and cartesian_flag != is_cartesian:
         raise ctx.error(el, bid, f"cartesian flag {int(cartesian_flag)} disagrees with the "
                         f"{'cartesian' if is_cartesian else 'polar'} position coordinates")
+    edge_lock = defaults.screen_edge_lock
     if edge_h is not None or edge_v is not None:
-        values["screen_edge_lock"] = ScreenEdgeLock(edge_h, edge_v)
-    return ObjectsBlock(
-        id=bid,
-        position=position,
-        rtime=ctx.time(el, bid, "rtime", el.get("rtime")),
-        duration=ctx.time(el, bid, "duration", el.get("duration")),
-        cartesian=is_cartesian,
-        **values,  # type: ignore[arg-type]
+        edge_lock = _EDGE_LOCK_CACHE.get((edge_h, edge_v))  # type: ignore[assignment]
+        if edge_lock is None:  # at most 3 x 3 values
+            edge_lock = _EDGE_LOCK_CACHE[edge_h, edge_v] = ScreenEdgeLock(edge_h, edge_v)
+    times = ctx._times
+    rtime_text = el.get("rtime")
+    rtime = times.get(rtime_text) if rtime_text is not None else None  # type: ignore[arg-type]
+    if rtime is None:
+        rtime = ctx.time(el, bid, "rtime", rtime_text)
+    duration_text = el.get("duration")
+    duration = (times.get(duration_text)  # type: ignore[arg-type]
+                if duration_text is not None else None)
+    if duration is None:
+        duration = ctx.time(el, bid, "duration", duration_text)
+    # the fields of ObjectsBlock, in order
+    return _new_objects_block(
+        bid, position, rtime, duration, is_cartesian, width, height, depth, gain, diffuse,
+        channel_lock, divergence, jump, screen_ref, edge_lock, importance, zones, head_locked,
     )
 
 
@@ -979,11 +1082,16 @@ def _tidy_blocks(channel_id: str, blocks: list[BlockFormat]) -> tuple[BlockForma
     for i, block in enumerate(blocks):
         if block.rtime is None and block.duration is not None:
             blocks[i] = dataclasses.replace(block, rtime=Fraction(0))
-    keys = [_block_sort_key(b) for b in blocks]
-    if any(a > b for a, b in zip(keys, keys[1:], strict=False)):
-        warnings.warn(f"audioBlockFormats of {channel_id} are out of time order; sorted them",
-                      stacklevel=4)
-        blocks = sorted(blocks, key=_block_sort_key)
+    # Blocks are in order when their (rtime, duration) keys never decrease. Strictly increasing
+    # rtimes (the usual case) settle that without building the keys.
+    zero = Fraction(0)
+    rtimes = [zero if block.rtime is None else block.rtime for block in blocks]
+    if any(b <= a for a, b in zip(rtimes, rtimes[1:], strict=False)):
+        keys = [_block_sort_key(b) for b in blocks]
+        if any(a > b for a, b in zip(keys, keys[1:], strict=False)):
+            warnings.warn(f"audioBlockFormats of {channel_id} are out of time order; "
+                          "sorted them", stacklevel=4)
+            blocks = sorted(blocks, key=_block_sort_key)
     return tuple(blocks)
 
 
@@ -996,7 +1104,12 @@ def _channel(ctx: _Ctx, el: etree._Element, common: bool) -> AudioChannelFormat:
     blocks: list[BlockFormat] = []
     low_pass: float | None = None
     high_pass: float | None = None
-    for name, child in _children(el):
+    local_names = _LOCAL_NAMES
+    for child in el:  # _children() inlined: a channel can have tens of thousands of blocks
+        tag = child.tag
+        if tag.__class__ is not str:
+            continue
+        name = local_names.get(tag) or _lname(tag)
         if name == "audioBlockFormat":
             blocks.append(parse_block(ctx, child, cid))
         elif name == "frequency":
@@ -1044,45 +1157,43 @@ def _declares_entities(data: bytes) -> bool:
     return any(pattern in data for pattern in _ENTITY_UTF16)
 
 
-def _secure_parse(data: bytes, ctx: _Ctx) -> etree._Element:
-    """Parse bytes with entities, DTD loading and network access all off."""
-    if _declares_entities(data):
-        raise AdmError(f"{ctx.source}: entity declarations are not allowed in ADM XML")
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-        remove_comments=True, remove_pis=True,
-    )
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        line = exc.lineno if exc.lineno else "?"
-        raise AdmError(f"{ctx.source}: XML syntax error at line {line}: {exc.msg}") from None
-    if root is None:
-        raise AdmError(f"{ctx.source}: empty XML document")
-    dtd = root.getroottree().docinfo.internalDTD
-    if dtd is not None and any(True for _ in dtd.iterentities()):
-        raise AdmError(f"{ctx.source}: entity declarations are not allowed in ADM XML")
-    return root
-
-
+_PARSER_OPTIONS = {
+    "resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False,
+    "remove_comments": True, "remove_pis": True,
+}
 _WRAPPERS_DEPTH = 6
+_FORMAT_EXTENDED = "audioFormatExtended"
+# the elements of audioFormatExtended that are read; iterparse reports only these
+_EVENT_TAGS = tuple(f"{{*}}{name}" for name in (
+    _FORMAT_EXTENDED, "audioProgramme", "audioContent", "audioObject", "audioPackFormat",
+    "audioChannelFormat", "audioStreamFormat", "audioTrackFormat", "audioTrackUID",
+))
 
 
-def _find_format_extended(root: etree._Element) -> list[etree._Element]:
-    """All audioFormatExtended elements: the root itself, or under wrappers such as
-    ebuCoreMain/coreMetadata/format, ituADM/coreMetadata/format or frame (S-ADM)."""
-    found: list[etree._Element] = []
+def _is_top_format_extended(el: etree._Element) -> bool:
+    """Whether the audioFormatExtended ``el`` is one the ADM is read from: the root itself, or
+    under at most ``_WRAPPERS_DEPTH`` levels of wrappers (ebuCoreMain/coreMetadata/format,
+    ituADM/coreMetadata/format, S-ADM frame, ...) none of which is an audioFormatExtended."""
+    for depth, ancestor in enumerate(el.iterancestors(), start=1):
+        if depth > _WRAPPERS_DEPTH or _lname(ancestor.tag) == _FORMAT_EXTENDED:
+            return False
+    return True
 
-    def walk(el: etree._Element, depth: int) -> None:
-        if _lname(el.tag) == "audioFormatExtended":
-            found.append(el)
-            return
-        if depth < _WRAPPERS_DEPTH:
-            for _, child in _children(el):
-                walk(child, depth + 1)
 
-    walk(root, 0)
-    return found
+def _drop_unknown_children(ctx: _Ctx, afe: etree._Element,
+                           until: etree._Element | None) -> None:
+    """Check (strict mode) and remove the children of ``afe`` before ``until`` (all of them if
+    None). Called when a main element ends, every earlier main element has been read and
+    removed already, so these are the elements that audioFormatExtended does not define."""
+    leftovers = []
+    for child in afe:
+        if child is until:
+            break
+        leftovers.append(child)
+    for child in leftovers:
+        if child.tag.__class__ is str:
+            ctx.unknown(child, _lname(child.tag), _FORMAT_EXTENDED, _AFE_KNOWN)
+        afe.remove(child)
 
 
 def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool = False,
@@ -1092,6 +1203,12 @@ def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool =
 
     ``is_common_definition`` marks the packs, channels, stream and track formats as such
     (used to load the BS.2094 data).
+
+    The XML is read as a stream (lxml ``iterparse``, entities, DTD loading and network access
+    all off): each main element is converted when its end tag is reached and then dropped, so
+    the whole tree of a large file is never held in memory. Errors come out as if the whole
+    document were parsed first: an XML syntax error or an entity declaration anywhere wins
+    over the first content error, which is held back until the end of the document.
     """
     ctx = _Ctx(source, strict)
     if isinstance(data, str):
@@ -1099,11 +1216,8 @@ def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool =
     data = bytes(data).strip(b"\x00 \t\r\n")  # axml chunks are often NUL padded
     if not data:
         raise AdmError(f"{source}: empty XML document")
-    root = _secure_parse(data, ctx)
-    afes = _find_format_extended(root)
-    if not afes:
-        raise AdmError(f"{source}: no audioFormatExtended element in the XML "
-                       f"(root element <{_lname(root.tag)}>)")
+    if _declares_entities(data):
+        raise AdmError(f"{source}: entity declarations are not allowed in ADM XML")
     common = is_common_definition
     programmes: list[AudioProgramme] = []
     contents: list[AudioContent] = []
@@ -1113,28 +1227,68 @@ def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool =
     streams: list[AudioStreamFormat] = []
     tracks: list[AudioTrackFormat] = []
     uids: list[AudioTrackUID] = []
-    for afe in afes:
-        if strict:
-            ctx.check_attrs(afe, "audioFormatExtended", frozenset({"version"}))
-        for name, child in _children(afe):
-            if name == "audioChannelFormat":
-                channels.append(_channel(ctx, child, common))
-            elif name == "audioObject":
-                objects.append(_object(ctx, child))
-            elif name == "audioPackFormat":
-                packs.append(_pack(ctx, child, common))
-            elif name == "audioStreamFormat":
-                streams.append(_stream(ctx, child, common))
-            elif name == "audioTrackFormat":
-                tracks.append(_track(ctx, child, common))
-            elif name == "audioTrackUID":
-                uids.append(_track_uid(ctx, child))
-            elif name == "audioContent":
-                contents.append(_content(ctx, child))
-            elif name == "audioProgramme":
-                programmes.append(_programme(ctx, child))
-            else:
-                ctx.unknown(child, name, "audioFormatExtended", _AFE_KNOWN)
+    events = etree.iterparse(io.BytesIO(data), events=("start", "end"), tag=_EVENT_TAGS,
+                             **_PARSER_OPTIONS)
+    afe: etree._Element | None = None  # the audioFormatExtended being read
+    n_afes = 0
+    error: AdmError | None = None  # the first content error, raised after the whole parse
+    try:
+        for event, el in events:
+            if error is not None:
+                if event == "end":
+                    el.clear()  # only the syntax check is left to do: free memory
+                continue
+            try:
+                if event == "start":
+                    if afe is None and _lname(el.tag) == _FORMAT_EXTENDED \
+                            and _is_top_format_extended(el):
+                        afe = el
+                        n_afes += 1
+                        if strict:
+                            ctx.check_attrs(afe, _FORMAT_EXTENDED, frozenset({"version"}))
+                    continue
+                if el is afe:
+                    _drop_unknown_children(ctx, afe, None)
+                    afe = None
+                    continue
+                if afe is None or el.getparent() is not afe:
+                    continue  # not a child of a top audioFormatExtended: read (or not) as such
+                _drop_unknown_children(ctx, afe, el)
+                name = _lname(el.tag)
+                if name == "audioChannelFormat":
+                    channels.append(_channel(ctx, el, common))
+                elif name == "audioObject":
+                    objects.append(_object(ctx, el))
+                elif name == "audioPackFormat":
+                    packs.append(_pack(ctx, el, common))
+                elif name == "audioStreamFormat":
+                    streams.append(_stream(ctx, el, common))
+                elif name == "audioTrackFormat":
+                    tracks.append(_track(ctx, el, common))
+                elif name == "audioTrackUID":
+                    uids.append(_track_uid(ctx, el))
+                elif name == "audioContent":
+                    contents.append(_content(ctx, el))
+                else:  # audioProgramme
+                    programmes.append(_programme(ctx, el))
+                el.clear()
+                afe.remove(el)
+            except AdmError as exc:
+                error = exc
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno if exc.lineno else "?"
+        raise AdmError(f"{source}: XML syntax error at line {line}: {exc.msg}") from None
+    root = events.root
+    if root is None:
+        raise AdmError(f"{source}: empty XML document")
+    dtd = root.getroottree().docinfo.internalDTD
+    if dtd is not None and any(True for _ in dtd.iterentities()):
+        raise AdmError(f"{source}: entity declarations are not allowed in ADM XML")
+    if not n_afes:
+        raise AdmError(f"{source}: no audioFormatExtended element in the XML "
+                       f"(root element <{_lname(root.tag)}>)")
+    if error is not None:
+        raise error
     seen: set[str] = set()
     for group in (programmes, contents, objects, packs, channels, streams, tracks, uids):
         for element in group:

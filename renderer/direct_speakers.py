@@ -42,7 +42,7 @@ from adm.model import (
 )
 from layouts.model import Layout, LayoutError, polar_to_cartesian
 from renderer.allocentric import AllocentricPanner, allocentric_gains, configure_allocentric
-from renderer.point_source import PointSourcePanner, configure_point_source, point_source_gains
+from renderer.point_source import PointSourcePanner, cached_point_source, point_source_gains
 
 __all__ = [
     "DirectSpeakersPanner",
@@ -314,7 +314,6 @@ class DirectSpeakersPanner:
     """
 
     layout: Layout
-    point_source: PointSourcePanner
     allocentric: AllocentricPanner | None
     channel_names: tuple[str, ...]
     is_lfe: np.ndarray
@@ -325,6 +324,11 @@ class DirectSpeakersPanner:
     allocentric_problem: str | None = None
     screen: ScreenEdges | None = None
     substitutions: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def point_source(self) -> PointSourcePanner:
+        """The point-source panner for the fallback, configured when first needed."""
+        return cached_point_source(self.layout.without_lfe)
 
 
 def configure_direct_speakers(
@@ -368,7 +372,6 @@ def configure_direct_speakers(
 
     return DirectSpeakersPanner(
         layout=layout,
-        point_source=configure_point_source(layout.without_lfe),
         allocentric=allocentric,
         channel_names=layout.channel_names,
         is_lfe=layout.is_lfe.copy(),

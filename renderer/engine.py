@@ -19,6 +19,8 @@ JAX call for one batch runs while the caller reads the next.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,15 +30,41 @@ from renderer.timing import Segments
 HOLD, FADE_OUT, FADE_IN = 0, 1, 2
 
 
-@jax.jit
-def _mix_batch(x, hold_gains, track, rel_first, rel_last, p_first, step, kind, gains):
+def decode_samples(data: jax.Array, encoding: str, n_tracks: int) -> jax.Array:
+    """Samples as float32 in [-1, 1) from input frames (..., frames, bytes or tracks).
+
+    ``encoding``: "float" (``data`` is already float32 (..., frames, tracks)), or "pcm16",
+    "pcm24", "pcm32", "float32": ``data`` is the file's little-endian sample bytes, uint8
+    (..., frames, tracks * bytes_per_sample). Integer PCM of b bits is scaled by 2**-(b-1).
+    Done inside the mixing kernel, so the bytes are read once and decoded in the same pass.
+    """
+    if encoding == "float":
+        return data
+    shape = data.shape[:-1] + (n_tracks, -1)
+    raw = data.reshape(shape)
+    if encoding == "pcm24":
+        b = raw.astype(jnp.int32)
+        # the sample shifted left by 8 bits as a signed int32, then scaled by 2**-31
+        word = (b[..., 0] << 8) | (b[..., 1] << 16) | (b[..., 2] << 24)
+        return word.astype(jnp.float32) * jnp.float32(2.0 ** -31)
+    kind, scale = {"pcm16": (jnp.int16, 2.0 ** -15), "pcm32": (jnp.int32, 2.0 ** -31),
+                   "float32": (jnp.float32, 1.0)}[encoding]
+    values = jax.lax.bitcast_convert_type(raw, kind)
+    return values.astype(jnp.float32) * jnp.float32(scale)
+
+
+@functools.partial(jax.jit, static_argnames=("encoding", "n_tracks"))
+def _mix_batch(data, hold_gains, track, rel_first, rel_last, p_first, step, kind, gains,
+               encoding, n_tracks):
     """Mix K sub-blocks of M frames.
 
-    x: (K, M, T) float32 input. hold_gains: (K, T, n_out) gains of whole-sub-block holds.
+    data: (K, M, T) float32 input, or (K, M, T * bytes) uint8 sample bytes (see
+    :func:`decode_samples`). hold_gains: (K, T, n_out) gains of whole-sub-block holds.
     Partial columns, (K, C) each: track index, range ``[rel_first, rel_last)`` within the
     sub-block, interpolation factor at ``rel_first`` and its step per sample, kind (HOLD,
     FADE_OUT, FADE_IN); gains (K, C, n_out). Returns (K, M, n_out).
     """
+    x = decode_samples(data, encoding, n_tracks)
     dense = jnp.einsum("kmt,kto->kmo", x, hold_gains)
     m = x.shape[1]
     i = jnp.arange(m, dtype=jnp.int32)[None, :, None]
@@ -66,7 +94,7 @@ class Mixer:
     """
 
     def __init__(self, segments: Segments, n_outputs: int, n_tracks: int,
-                 sub_block: int = 1024, sub_blocks: int = 8):
+                 sub_block: int = 256, sub_blocks: int = 32):
         ramp = segments.is_ramp
         hold = ~ramp
         parts = [(hold, HOLD, segments.gains_to), (ramp, FADE_OUT, segments.gains_from),
@@ -99,8 +127,10 @@ class Mixer:
         self._active = active
         return active
 
-    def dispatch(self, x: np.ndarray) -> jax.Array:
-        """Start mixing the next batch ``x`` (frames, n_tracks) float32; see the class doc."""
+    def dispatch(self, x: np.ndarray, encoding: str = "float") -> jax.Array:
+        """Start mixing the next batch ``x``: float32 (frames, n_tracks) samples, or the
+        file's sample bytes (frames, n_tracks * bytes) with their ``encoding`` (see
+        :func:`decode_samples`). See the class doc for the result."""
         m, k_count = self.sub_block, self.sub_blocks
         n = len(x)
         start = self._position
@@ -118,9 +148,14 @@ class Mixer:
         full_lo = np.clip(-(-rel_first // m), 0, k_count)
         full_hi = np.clip(rel_last // m, 0, k_count)  # exclusive
         full = is_hold & (full_hi > full_lo)
-        diff = np.zeros((k_count + 1, self.n_tracks, self.n_outputs))
-        np.add.at(diff, (full_lo[full], self.track[cols][full]), self.gains[cols][full])
-        np.add.at(diff, (full_hi[full], self.track[cols][full]), -self.gains[cols][full])
+        tracks = self.track[cols][full]
+        index = np.concatenate([full_lo[full], full_hi[full]]) * self.n_tracks
+        index += np.concatenate([tracks, tracks])
+        weights = np.concatenate([self.gains[cols][full], -self.gains[cols][full]])
+        size = (k_count + 1) * self.n_tracks
+        diff = np.stack([np.bincount(index, weights[:, o], size)
+                         for o in range(self.n_outputs)], axis=1)
+        diff = diff.reshape(k_count + 1, self.n_tracks, self.n_outputs)
         hold_gains = np.cumsum(diff[:k_count], axis=0).astype(np.float32)
 
         # Partial columns: ramps in every sub-block they touch; holds where they start or
@@ -167,8 +202,9 @@ class Mixer:
             table(self.dp[c], np.float32),
             table(self.kind[c], np.int32),
             table(self.gains[c], np.float32, (self.n_outputs,)),
+            encoding=encoding, n_tracks=self.n_tracks,
         ).reshape(self.frames_per_call, self.n_outputs)
 
-    def mix(self, x: np.ndarray) -> np.ndarray:
+    def mix(self, x: np.ndarray, encoding: str = "float") -> np.ndarray:
         """Mix the next batch and wait for it: (len(x), n_outputs) float32."""
-        return np.asarray(self.dispatch(x))[:len(x)]
+        return np.asarray(self.dispatch(x, encoding))[:len(x)]

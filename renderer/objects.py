@@ -14,9 +14,9 @@ few bucket sizes so that compilations are reused.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,31 +24,39 @@ import numpy as np
 
 from adm.model import CartesianPosition, ObjectsBlock, PolarPosition
 from layouts.model import Layout
-from renderer.allocentric import allocentric_gains, configure_allocentric
-from renderer.point_source import configure_point_source, point_source_gains
+from renderer.allocentric import AllocentricPanner, allocentric_gains, configure_allocentric
+from renderer.point_source import PointSourcePanner, cached_point_source, point_source_gains
 
 
 @dataclass(frozen=True)
 class ObjectPanner:
     """Object gain calculation configured for one layout.
 
-    ``lfe_mask``: (n_channels,) bool, True for LFE outputs (always silent for Objects).
+    ``lfe_mask``: (n_channels,) bool, True for LFE outputs (always silent for Objects). The
+    point-source and allocentric panners are configured when first needed, so a file with
+    only cartesian objects never builds the point-source panner's triangulation.
     """
 
     layout: Layout
-    point_source: Any
-    allocentric: Any
     lfe_mask: np.ndarray
+
+    @property
+    def point_source(self) -> PointSourcePanner:
+        return cached_point_source(self.layout)
+
+    @property
+    def allocentric(self) -> AllocentricPanner:
+        return _cached_allocentric(self.layout)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_allocentric(layout: Layout) -> AllocentricPanner:
+    return configure_allocentric(layout)
 
 
 def configure_objects(layout: Layout) -> ObjectPanner:
-    """Configure the Objects gain calculation for ``layout`` (numpy, once)."""
-    return ObjectPanner(
-        layout=layout,
-        point_source=configure_point_source(layout),
-        allocentric=configure_allocentric(layout),
-        lfe_mask=layout.is_lfe,
-    )
+    """Configure the Objects gain calculation for ``layout``."""
+    return ObjectPanner(layout=layout, lfe_mask=layout.is_lfe)
 
 
 def _polar_to_cartesian(azimuth, elevation, distance):
@@ -58,23 +66,23 @@ def _polar_to_cartesian(azimuth, elevation, distance):
 
 
 @jax.jit
-def _block_gains(point_source, allocentric, coords, cartesian, scale):
-    """Pure gain function for a batch of blocks.
-
-    coords: (B, 3) azimuth/elevation/distance (degrees) for polar blocks, X/Y/Z for cartesian
-    ones. cartesian: (B,) bool. scale: (B,) linear gain applied after panning.
-    Returns (B, n_speakers) gains over the non-LFE speakers.
-    """
-    coords = coords.astype(jnp.float64) if jax.config.jax_enable_x64 else coords
+def _polar_block_gains(point_source, coords, scale):
+    """Gains of polar blocks: coords (B, 3) azimuth, elevation (degrees), distance; scale (B,)
+    linear gain applied after panning. Returns (B, n_speakers), non-LFE speakers."""
     polar_vec = _polar_to_cartesian(coords[:, 0], coords[:, 1], coords[:, 2])
     norm = jnp.linalg.norm(polar_vec, axis=-1, keepdims=True)
     # BS.2127: a source at the listening position has no direction; the reference renderer
     # yields NaN gains there and replaces them by 0.
     direction = polar_vec / jnp.where(norm > 0, norm, 1.0)
-    polar_gains = jnp.where(norm > 0, point_source_gains(point_source, direction), 0.0)
-    cart_gains = allocentric_gains(allocentric, jnp.clip(coords, -1.0, 1.0))
-    gains = jnp.where(cartesian[:, None], cart_gains, polar_gains)
+    gains = jnp.where(norm > 0, point_source_gains(point_source, direction), 0.0)
     return gains * scale[:, None]
+
+
+@jax.jit
+def _cartesian_block_gains(allocentric, coords, scale):
+    """Gains of cartesian blocks: coords (B, 3) X, Y, Z (clipped to the unit cube, as
+    BS.2127 does); scale (B,). Returns (B, n_speakers), non-LFE speakers."""
+    return allocentric_gains(allocentric, jnp.clip(coords, -1.0, 1.0)) * scale[:, None]
 
 
 def _bucket(n: int) -> int:
@@ -115,15 +123,22 @@ def object_block_gains(
     coords, cartesian, scale = block_parameters(blocks)
     if extra_scale is not None:
         scale = scale * extra_scale
-    padded = _bucket(n_blocks)
-    pad = padded - n_blocks
-    coords = np.pad(coords, ((0, pad), (0, 0)), constant_values=1.0)
-    cartesian = np.pad(cartesian, (0, pad))
-    scale = np.pad(scale, (0, pad))
-    speaker_gains = np.asarray(_block_gains(
-        panner.point_source, panner.allocentric,
-        jnp.asarray(coords, jnp.float32), jnp.asarray(cartesian), jnp.asarray(scale, jnp.float32),
-    ))[:n_blocks]
+    speaker_gains = np.zeros((n_blocks, int((~panner.lfe_mask).sum())))
+    for mask, function, configured in (
+        (~cartesian, _polar_block_gains, lambda: panner.point_source),
+        (cartesian, _cartesian_block_gains, lambda: panner.allocentric),
+    ):
+        count = int(mask.sum())
+        if count == 0:
+            continue
+        pad = _bucket(count) - count
+        result = function(
+            configured(),
+            jnp.asarray(np.pad(coords[mask], ((0, pad), (0, 0)), constant_values=1.0),
+                        jnp.float32),
+            jnp.asarray(np.pad(scale[mask], (0, pad)), jnp.float32),
+        )
+        speaker_gains[mask] = np.asarray(result)[:count]
     gains = np.zeros((n_blocks, n_channels))
     gains[:, ~panner.lfe_mask] = speaker_gains
     return gains

@@ -471,3 +471,9 @@ def point_source_gains_x64(panner: PointSourcePanner, directions: jax.typing.Arr
     """
     with jax.enable_x64(True):
         return point_source_gains_batch(panner, np.asarray(directions, dtype=np.float64))
+
+
+@functools.lru_cache(maxsize=16)
+def cached_point_source(layout: Layout) -> PointSourcePanner:
+    """:func:`configure_point_source`, configured once per layout and process."""
+    return configure_point_source(layout)

@@ -140,8 +140,13 @@ def render_file(
                 if progress is not None:
                     progress(done, reader.frames)
 
-            for block in reader.iter_blocks(mixer.frames_per_call):
-                result = mixer.dispatch(block)
+            encoding = reader.raw_encoding
+            if encoding is None:  # 64-bit float: decoded by the reader
+                blocks, encoding = reader.iter_blocks(mixer.frames_per_call), "float"
+            else:  # decoded inside the mixing kernel
+                blocks = reader.iter_raw_blocks(mixer.frames_per_call)
+            for block in blocks:
+                result = mixer.dispatch(block, encoding)
                 if pending is not None:
                     finish(*pending)
                 pending = (result, len(block))

@@ -194,3 +194,23 @@ def test_vectorised_and_exact_timing_agree_on_random_channels():
             np.testing.assert_array_equal(getattr(fast, name), getattr(exact, name))
         np.testing.assert_allclose(fast.ramp_p0, exact.ramp_p0, rtol=0, atol=1e-12)
         np.testing.assert_allclose(fast.ramp_step, exact.ramp_step, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("bits", [16, 24, 32])
+def test_mixing_from_pcm_bytes_decodes_like_the_reader(tmp_path, bits):
+    # A hold of gain 1 on one track: the output is the decoded input, so the kernel's decoding
+    # of the file's bytes must equal the reader's float32 samples exactly.
+    from adm.bw64 import Bw64Reader, Bw64Writer
+
+    x = np.random.default_rng(bits).uniform(-1, 1, (300, 3)).astype(np.float32)
+    path = tmp_path / "x.wav"
+    with Bw64Writer(path, 48000, 3, bit_depth=bits) as w:
+        w.write(x)
+    blocks = [ObjectsBlock(id="AB_00031001_00000001", position=PolarPosition(0.0))]
+    timings = block_timings(blocks, 48000, None, None, interpolate=True)
+    seg = segments_for_track(1, timings, np.array([[1.0]]))
+    with Bw64Reader(path) as r:
+        expected = r.read(0, 300)[:, 1:2]
+        mixer = Mixer(seg, 1, 3, 64, 2)
+        out = np.concatenate([mixer.mix(b, r.raw_encoding) for b in r.iter_raw_blocks(128)])
+    np.testing.assert_array_equal(out, expected)
