@@ -48,6 +48,7 @@ from adm.model import (
     DirectSpeakersCartesianPosition,
     DirectSpeakersPolarPosition,
     DirectSpeakersPosition,
+    Frequency,
     HoaBlock,
     JumpPosition,
     LoudnessMetadata,
@@ -84,6 +85,9 @@ ATMOS_BED_7_1_2: tuple[tuple[str, CartesianPosition], ...] = (
     ("RC_Lts", CartesianPosition(-1.0, 0.0, 1.0)),
     ("RC_Rts", CartesianPosition(1.0, 0.0, 1.0)),
 )
+
+# Labels of LFE channels (BS.2051 and Dolby's room-centric one) that get a low-pass element.
+_LFE_LABELS = frozenset({"LFE", "LFE1", "LFE2", "LFEL", "LFER", "RC_LFE"})
 
 # A custom DirectSpeakers channel: (label, azimuth, elevation[, distance]) in degrees, or
 # (label, position) with a polar/cartesian object or DirectSpeakers position.
@@ -406,8 +410,12 @@ class AdmBuilder:
                 cid, sid, tid = self._alloc_channel(TypeDefinition.DirectSpeakers)
                 block = DirectSpeakersBlock(id=f"AB_{cid[3:]}_00000001", position=position,
                                             speaker_labels=(label,))
+                # LFE channels carry a 120 Hz low-pass frequency element, as Dolby and the
+                # BS.2094 common definitions write them (BS.2127 identifies LFE by it).
+                frequency = Frequency(low_pass=120.0) if label in _LFE_LABELS else Frequency()
                 self._channels.append(AudioChannelFormat(
-                    id=cid, name=label, type=TypeDefinition.DirectSpeakers, blocks=(block,)))
+                    id=cid, name=label, type=TypeDefinition.DirectSpeakers, blocks=(block,),
+                    frequency=frequency))
                 self._add_stream_track(label, cid, sid, tid)
                 channel_ids.append(cid)
                 track_refs.append(tid)
