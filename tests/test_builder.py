@@ -582,3 +582,15 @@ def test_bwf_file_round_trip(tmp_path) -> None:
     assert {u.id: u.track_index for u in back.track_uids} == {
         u.id: u.track_index for u in doc.track_uids}
     assert all(u.sample_rate == 48000 and u.bit_depth == 24 for u in back.track_uids)
+
+
+def test_atmos_bed_lfe_has_low_pass_frequency():
+    from adm.builder import ATMOS_BED_7_1_2, AdmBuilder
+
+    b = AdmBuilder("p")
+    ids = b.add_direct_speakers("bed", list(range(1, 11)), channels=ATMOS_BED_7_1_2)
+    doc, _ = b.build()
+    channels = [doc.lookup(cid) for cid in ids.channel_format_ids]
+    low_pass = {c.name: c.frequency.low_pass for c in channels}
+    assert low_pass["RC_LFE"] == 120.0
+    assert all(v is None for name, v in low_pass.items() if name != "RC_LFE")
