@@ -90,6 +90,24 @@ def scene_cartesian_objects(path: Path) -> None:
     write_adm_bwf(path, _noise(2 * SR, n, 2), SR, doc, chna)
 
 
+def scene_diffuse(path: Path) -> None:
+    """Polar and cartesian objects with diffuse values changing between blocks, and a bed."""
+    rng = np.random.default_rng(9)
+    b = AdmBuilder("diffuse")
+    b.add_direct_speakers("stereo", [1, 2], pack_format_id="AP_00010002")
+    for k in range(6):
+        times = [Fraction(i, 5) for i in range(6)]
+        blocks = [ObjectsBlock(
+            id="", rtime=t0, duration=t1 - t0, diffuse=float(rng.choice([0, 0.3, 0.5, 1])),
+            cartesian=bool(k % 2),
+            position=(CartesianPosition(*(float(v) for v in rng.uniform(-1, 1, 3))) if k % 2
+                      else PolarPosition(float(rng.uniform(-180, 180)), 0.0, 1.0)),
+        ) for t0, t1 in zip(times[:-1], times[1:])]
+        b.add_object(f"diffuse {k}", blocks, track_index=k + 3)
+    doc, chna = b.build()
+    write_adm_bwf(path, _noise(SR + 1000, 8, 4), SR, doc, chna)
+
+
 def scene_beds(path: Path) -> None:
     """Common-definition DirectSpeakers beds: stereo, 5.1, 7.1.4 and 22.2 (9+10+3)."""
     b = AdmBuilder("beds")
@@ -111,6 +129,7 @@ SCENES = {
     "polar-objects": scene_polar_objects,
     "cartesian-objects": scene_cartesian_objects,
     "beds": scene_beds,
+    "diffuse": scene_diffuse,
     "atmos-style": scene_atmos,
 }
 

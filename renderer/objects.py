@@ -93,7 +93,7 @@ def _bucket(n: int) -> int:
 
 
 def block_parameters(blocks: Sequence[ObjectsBlock]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """coords (B, 3), cartesian (B,) bool, block scale (B,) = gain * sqrt(1 - diffuse)."""
+    """coords (B, 3), cartesian (B,) bool, block gain (B,) (linear)."""
     coords = np.zeros((len(blocks), 3))
     cartesian = np.zeros(len(blocks), dtype=bool)
     scale = np.zeros(len(blocks))
@@ -105,17 +105,16 @@ def block_parameters(blocks: Sequence[ObjectsBlock]) -> tuple[np.ndarray, np.nda
         else:
             assert isinstance(position, PolarPosition)
             coords[i] = (position.azimuth, position.elevation, position.distance)
-        scale[i] = block.gain * np.sqrt(1.0 - block.diffuse)
+        scale[i] = block.gain
     return coords, cartesian, scale
 
 
 def object_block_gains(
     panner: ObjectPanner, blocks: Sequence[ObjectsBlock], extra_scale: np.ndarray | None = None
 ) -> np.ndarray:
-    """Direct-path gains of every block: (B, n_channels) float64, LFE channels 0.
-
-    ``extra_scale`` (B,) multiplies each block's gains (audioObject gain and mute).
-    """
+    """Gains of every block before the direct/diffuse split: (B, n_channels) float64, LFE
+    channels 0. ``extra_scale`` (B,) multiplies each block's gains (audioObject gain and
+    mute). See :func:`direct_diffuse_split`."""
     n_blocks = len(blocks)
     n_channels = panner.layout.n_channels
     if n_blocks == 0:
@@ -142,3 +141,12 @@ def object_block_gains(
     gains = np.zeros((n_blocks, n_channels))
     gains[:, ~panner.lfe_mask] = speaker_gains
     return gains
+
+
+def direct_diffuse_split(
+    gains: np.ndarray, blocks: Sequence[ObjectsBlock]
+) -> tuple[np.ndarray, np.ndarray]:
+    """BS.2127 direct/diffuse split: (direct, diffuse) gains, ``gains * sqrt(1 - diffuse)`` and
+    ``gains * sqrt(diffuse)`` per block; each (B, n_channels)."""
+    diffuse = np.array([b.diffuse for b in blocks], dtype=float).reshape(-1, 1)
+    return gains * np.sqrt(1.0 - diffuse), gains * np.sqrt(diffuse)

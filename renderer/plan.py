@@ -17,17 +17,23 @@ from adm.items import DirectSpeakersRenderItem, HoaRenderItem, ObjectRenderItem
 from adm.model import AdmError, ObjectsBlock
 from layouts.model import Layout
 from renderer.direct_speakers import configure_direct_speakers, direct_speakers_gains
-from renderer.objects import configure_objects, object_block_gains
+from renderer.objects import configure_objects, direct_diffuse_split, object_block_gains
 from renderer.timing import Segments, block_timings, segments_for_track
 
 
 @dataclass(frozen=True)
 class GainPlan:
-    """Everything the engine needs: segments over ``n_outputs`` channels, and notes for the user."""
+    """Everything the engine needs: segments over ``n_outputs`` channels, and notes for the user.
+
+    With ``diffuse`` set, the segments' gains have ``2 * n_outputs`` columns: the direct
+    loudspeaker signals, then the diffuse ones, which the render decorrelates (BS.2127
+    diffuse path) before adding them to the direct ones.
+    """
 
     segments: Segments
     n_outputs: int
     warnings: tuple[str, ...] = field(default=())
+    diffuse: bool = False
 
 
 # Features of Objects blocks that are parsed but not rendered yet, with the test for each.
@@ -36,7 +42,6 @@ _UNRENDERED_FEATURES = (
     # BS.2127 polar extent: a source closer than the loudspeakers is spread as if it had extent.
     ("polar distance < 1 (spread as extent by BS.2127; rendered as a point source)",
      lambda b: not b.cartesian and b.position.distance < 1.0),
-    ("diffuse (only the direct part is rendered)", lambda b: b.diffuse != 0),
     ("objectDivergence", lambda b: b.object_divergence.value != 0),
     ("channelLock", lambda b: b.channel_lock.flag),
     ("zoneExclusion", lambda b: bool(b.zone_exclusion)),
@@ -48,7 +53,7 @@ _UNRENDERED_FEATURES = (
 
 def _maybe_unrendered(b: ObjectsBlock) -> bool:
     """Quick test: could this block use one of :data:`_UNRENDERED_FEATURES`?"""
-    return bool(b.width or b.height or b.depth or b.diffuse or b.object_divergence.value
+    return bool(b.width or b.height or b.depth or b.object_divergence.value
                 or b.channel_lock.flag or b.zone_exclusion or b.screen_ref
                 or b.screen_edge_lock.horizontal or b.screen_edge_lock.vertical
                 or (not b.cartesian and b.position.distance < 1.0))
@@ -65,6 +70,7 @@ def build_gain_plan(
     """Gain plan for ``items`` (from :func:`adm.items.select_items`) rendered to ``layout``."""
     where = f"{source}: " if source else ""
     n_out = layout.n_channels
+    has_diffuse = False
     parts: list[Segments] = []
     warnings: list[str] = []
 
@@ -96,6 +102,9 @@ def build_gain_plan(
                 shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
                 warnings.append(f"{where}{name} is not rendered yet; affected channels: {shown}")
         gains = object_block_gains(panner, all_blocks, np.array(all_scale))
+        direct, diffuse = direct_diffuse_split(gains, all_blocks)
+        has_diffuse = bool(np.any(diffuse))
+        gains = np.concatenate([direct, diffuse], axis=1) if has_diffuse else direct
         offset = 0
         for item in object_items:
             n = len(item.channel_format.blocks)
@@ -122,11 +131,14 @@ def build_gain_plan(
                                       item.context.pack_format_ids) * block.gain * scale
                 for block in blocks
             ]).reshape(len(blocks), n_out)
+            if has_diffuse:
+                gains = np.concatenate([gains, np.zeros_like(gains)], axis=1)
             timings = block_timings(
                 blocks, sample_rate, item.context.object_start, item.context.object_duration,
                 interpolate=False, where=f"{where}audioChannelFormat {item.channel_format.id}: ",
             )
             parts.append(segments_for_track(item.track_index, timings, gains))
 
-    return GainPlan(segments=Segments.concatenate(parts, n_out), n_outputs=n_out,
-                    warnings=tuple(warnings))
+    width = 2 * n_out if has_diffuse else n_out
+    return GainPlan(segments=Segments.concatenate(parts, width), n_outputs=n_out,
+                    warnings=tuple(warnings), diffuse=has_diffuse)

@@ -20,6 +20,7 @@ from adm.timing_fixes import check_block_timing
 from adm.xml import apply_chna, parse_adm_xml
 from layouts import get_layout
 from layouts.model import Layout
+from renderer.decorrelation import DiffuseMixer, design_decorrelators
 from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
 from renderer.plan import build_gain_plan
@@ -109,7 +110,11 @@ def render_file(
                              complementary_object_ids=complementary_object_ids,
                              source=str(input_path))
         plan = build_gain_plan(items, target, reader.sample_rate, source=str(input_path))
-        mixer = Mixer(plan.segments, plan.n_outputs, reader.channels)
+        width = 2 * plan.n_outputs if plan.diffuse else plan.n_outputs
+        mixer = Mixer(plan.segments, width, reader.channels)
+        # BS.2127 diffuse path: decorrelate the diffuse signals and add them to the direct
+        # ones, aligned so that the output starts at time 0 and has the input's length.
+        diffuse = DiffuseMixer(design_decorrelators(target)) if plan.diffuse else None
         report = RenderReport(output=output_path, layout=target, frames=reader.frames,
                               sample_rate=reader.sample_rate,
                               peak=np.zeros(target.n_channels),
@@ -126,8 +131,17 @@ def render_file(
             pending = None  # (result being computed, frames): overlaps compute and reading
 
             def finish(result, frames: int) -> None:
-                nonlocal done
                 out = np.asarray(result)[:frames]
+                if diffuse is not None:
+                    n = plan.n_outputs
+                    out = diffuse.process(out[:, :n], out[:, n:]).astype(np.float32)
+                emit(out)
+
+            def emit(out: np.ndarray) -> None:
+                nonlocal done
+                frames = len(out)
+                if frames == 0:
+                    return
                 if gain != 1.0:
                     out = out * np.float32(gain)
                 np.maximum(report.peak, np.abs(out).max(axis=0), out=report.peak)
@@ -152,5 +166,7 @@ def render_file(
                 pending = (result, len(block))
             if pending is not None:
                 finish(*pending)
+            if diffuse is not None:
+                emit(diffuse.finish().astype(np.float32))
         report.clipped_samples = writer.clipped_samples
     return report
