@@ -108,6 +108,18 @@ def scene_diffuse(path: Path) -> None:
     write_adm_bwf(path, _noise(SR + 1000, 8, 4), SR, doc, chna)
 
 
+def scene_hoa(path: Path) -> None:
+    """HOA packs of orders 1 to 3 in SN3D, N3D and FuMa, one starting late, plus an object."""
+    b = AdmBuilder("hoa")
+    b.add_hoa("order 3 SN3D", 3, list(range(1, 17)))
+    b.add_hoa("order 2 N3D", 2, list(range(17, 26)), normalization="N3D",
+              start=Fraction(1, 10), duration=Fraction(1, 2))
+    b.add_hoa("order 1 FuMa", 1, list(range(26, 30)), normalization="FuMa")
+    b.add_object("object", [ObjectsBlock(id="", position=PolarPosition(45.0, 20.0))], 30)
+    doc, chna = b.build()
+    write_adm_bwf(path, _noise(SR, 30, 6), SR, doc, chna)
+
+
 def scene_beds(path: Path) -> None:
     """Common-definition DirectSpeakers beds: stereo, 5.1, 7.1.4 and 22.2 (9+10+3)."""
     b = AdmBuilder("beds")
@@ -130,6 +142,7 @@ SCENES = {
     "cartesian-objects": scene_cartesian_objects,
     "beds": scene_beds,
     "diffuse": scene_diffuse,
+    "hoa": scene_hoa,
     "atmos-style": scene_atmos,
 }
 

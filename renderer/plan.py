@@ -9,14 +9,15 @@ never sees ADM. Objects gains are computed for all blocks of all items in one ba
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from adm.items import DirectSpeakersRenderItem, HoaRenderItem, ObjectRenderItem
-from adm.model import AdmError, ObjectsBlock
+from adm.model import ObjectsBlock
 from layouts.model import Layout
 from renderer.direct_speakers import configure_direct_speakers, direct_speakers_gains
+from renderer.hoa import hoa_segments, hoa_warnings
 from renderer.objects import configure_objects, direct_diffuse_split, object_block_gains
 from renderer.timing import Segments, block_timings, segments_for_track
 
@@ -51,6 +52,11 @@ _UNRENDERED_FEATURES = (
 )
 
 
+def _pad(gains: np.ndarray) -> np.ndarray:
+    """(S, n) gains -> (S, 2n) with zero diffuse gains."""
+    return np.concatenate([gains, np.zeros_like(gains)], axis=1)
+
+
 def _maybe_unrendered(b: ObjectsBlock) -> bool:
     """Quick test: could this block use one of :data:`_UNRENDERED_FEATURES`?"""
     return bool(b.width or b.height or b.depth or b.object_divergence.value
@@ -72,14 +78,12 @@ def build_gain_plan(
     n_out = layout.n_channels
     has_diffuse = False
     parts: list[Segments] = []
+    loudspeaker_only: list[Segments] = []
     warnings: list[str] = []
 
     object_items = [i for i in items if isinstance(i, ObjectRenderItem)]
     direct_items = [i for i in items if isinstance(i, DirectSpeakersRenderItem)]
     hoa_items = [i for i in items if isinstance(i, HoaRenderItem)]
-    if hoa_items:
-        raise AdmError(f"{where}HOA content is not rendered yet (audioPackFormat "
-                       f"{hoa_items[0].context.pack_format_ids[-1:]})")
 
     if object_items:
         panner = configure_objects(layout)
@@ -131,14 +135,20 @@ def build_gain_plan(
                                       item.context.pack_format_ids) * block.gain * scale
                 for block in blocks
             ]).reshape(len(blocks), n_out)
-            if has_diffuse:
-                gains = np.concatenate([gains, np.zeros_like(gains)], axis=1)
             timings = block_timings(
                 blocks, sample_rate, item.context.object_start, item.context.object_duration,
                 interpolate=False, where=f"{where}audioChannelFormat {item.channel_format.id}: ",
             )
-            parts.append(segments_for_track(item.track_index, timings, gains))
+            loudspeaker_only.append(segments_for_track(item.track_index, timings, gains))
 
+    for item in hoa_items:
+        loudspeaker_only.append(hoa_segments(item, layout, sample_rate, where=where))
+        warnings.extend(f"{where}{note}" for note in hoa_warnings(item))
+
+    if has_diffuse:  # DirectSpeakers and HOA have no diffuse part
+        loudspeaker_only = [replace(p, gains_from=_pad(p.gains_from), gains_to=_pad(p.gains_to))
+                            for p in loudspeaker_only]
+    parts.extend(loudspeaker_only)
     width = 2 * n_out if has_diffuse else n_out
     return GainPlan(segments=Segments.concatenate(parts, width), n_outputs=n_out,
                     warnings=tuple(warnings), diffuse=has_diffuse)
