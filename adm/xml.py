@@ -8,7 +8,9 @@ Entry points:
 * :func:`apply_chna` - merge the ``chna`` chunk's track table (BS.2076-2 clause 6 / BS.2088).
 
 The XML is parsed with a locked-down lxml parser (no entity resolution, no DTD loading, no
-network, no huge trees); a document whose DOCTYPE declares entities is refused outright.
+network, no huge trees); a document whose DOCTYPE declares entities is refused outright. It is
+read as a stream (``iterparse``), each main element being dropped from the tree once it is
+converted, so that a large file's tree is never held in memory as a whole.
 Accepted layouts: ``ebuCoreMain/coreMetadata/format/audioFormatExtended`` (any namespace, or
 none), the BS.2094 ``ituADM`` wrapper, a bare ``audioFormatExtended`` root and the serial-ADM
 (BS.2125) ``frame/audioFormatExtended`` form. Elements are matched by local name.
@@ -19,12 +21,12 @@ digits of ADM IDs are case-insensitive in practice: ``AC_0001000a`` == ``AC_0001
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import inspect
-import io
+import gc
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from typing import TypeVar
 
@@ -119,7 +121,7 @@ _DECIMAL_SECONDS_RE = re.compile(r"\s*\+?(?:\d+\.?\d*|\.\d+)\s*\Z")
 class _Ctx:
     """Where we are: the source name (for messages) and the strictness."""
 
-    __slots__ = ("source", "strict", "_times", "_seconds", "_floats")
+    __slots__ = ("source", "strict", "_times", "_seconds", "_floats", "warnings")
 
     def __init__(self, source: str, strict: bool) -> None:
         self.source = source
@@ -128,6 +130,8 @@ class _Ctx:
         self._times: dict[str, Fraction] = {}
         self._seconds: dict[str, Fraction] = {}
         self._floats: dict[str, float] = {}
+        # warnings are issued once the whole document has parsed (see parse_adm_elements)
+        self.warnings: list[str] = []
 
     def error(self, el: etree._Element | None, owner: str, message: str) -> AdmError:
         line = getattr(el, "sourceline", None)
@@ -151,6 +155,9 @@ class _Ctx:
         return int(text)
 
     def bool(self, el: etree._Element, owner: str, what: str, text: str | None) -> bool:
+        value = _BOOLS.get(text)  # type: ignore[arg-type]  # the usual spellings, as they are
+        if value is not None:
+            return value
         value = _BOOLS.get(text.strip().lower()) if text is not None else None
         if value is None:
             raise self.error(el, owner, f"bad boolean {text!r} for {what} (expected 0/1)")
@@ -626,38 +633,45 @@ _EDGE_LOCK_CACHE: dict[tuple[str | None, str | None], ScreenEdgeLock] = {}
 _T = TypeVar("_T")
 
 
-def _builder(cls: type[_T]) -> Callable[..., _T]:
-    """A fast positional constructor for the frozen dataclass ``cls`` (every field given, in
-    field order) for the hot paths of large files.
+def _builder(cls: type[_T], names: tuple[str, ...]) -> Callable[..., _T]:
+    """A fast constructor for the frozen dataclass ``cls``, taking the values of the fields
+    ``names`` (all of them, in field order) positionally: for the hot paths of large files.
 
     The frozen ``__init__`` sets each field through ``object.__setattr__``; this fills the
     instance ``__dict__`` directly, in field order, so the instance is identical to
-    ``cls(*values)`` (same ``==``, ``hash``, ``repr``, ``dataclasses.replace``). Falls back to
-    ``cls`` itself when the class has ``__post_init__`` or init-only/non-init fields, and to
-    ``cls(*values)`` when not every field is given.
+    ``cls(**dict(zip(names, values)))`` (same ``==``, ``hash``, ``repr``, ``vars``,
+    ``dataclasses.replace``). If ``cls`` does not have exactly these fields (the model has
+    changed) or has a ``__post_init__``, the builder just calls ``cls`` with keywords.
     """
     fields = dataclasses.fields(cls)
-    if hasattr(cls, "__post_init__") or not all(f.init for f in fields) \
-            or len(fields) != len(inspect.signature(cls).parameters):
-        return cls
-    names = tuple(f.name for f in fields)
-    n_fields = len(names)
+    if tuple(f.name for f in fields) != names or not all(f.init for f in fields) \
+            or hasattr(cls, "__post_init__"):
+        return lambda *values: cls(**dict(zip(names, values, strict=True)))
     new = object.__new__
 
     def build(*values: object) -> _T:
-        if len(values) != n_fields:
-            return cls(*values)
         instance = new(cls)
-        instance.__dict__.update(zip(names, values))
+        instance.__dict__.update(zip(names, values))  # callers give all values
         return instance
 
     return build
 
 
-_new_objects_block = _builder(ObjectsBlock)
-_new_cartesian = _builder(CartesianPosition)
-_new_polar = _builder(PolarPosition)
-_OBJECTS_BLOCK_DEFAULTS = ObjectsBlock("", CartesianPosition(0.0, 0.0))  # default field values
+_new_cartesian = _builder(CartesianPosition, ("x", "y", "z"))
+_new_polar = _builder(PolarPosition, ("azimuth", "elevation", "distance"))
+_OBJECTS_BLOCK_REQUIRED = ("id", "position", "rtime", "duration", "cartesian")
+_OBJECTS_BLOCK_OPTIONAL = (
+    "width", "height", "depth", "gain", "diffuse", "channel_lock", "object_divergence",
+    "jump_position", "screen_ref", "screen_edge_lock", "importance", "zone_exclusion",
+    "head_locked",
+)
+_new_objects_block = _builder(ObjectsBlock, _OBJECTS_BLOCK_REQUIRED + _OBJECTS_BLOCK_OPTIONAL)
+# the BS.2076-2 default values of the _OBJECTS_BLOCK_OPTIONAL fields
+_OBJECTS_BLOCK_DEFAULTS = tuple(
+    getattr(ObjectsBlock("", CartesianPosition(0.0, 0.0)), name)
+    for name in _OBJECTS_BLOCK_OPTIONAL
+)
+
 
 def _block_id(ctx: _Ctx, el: etree._Element, channel_id: str) -> str:
     value = el.get("audioBlockFormatID")
@@ -704,17 +718,15 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
     The hot path of large files (tens of thousands of blocks): sub-elements are read into
     locals, repeated values come from caches and the block is built by :func:`_builder`.
     """
-    bid = _block_id(ctx, el, channel_id)
+    bid = el.get("audioBlockFormatID")  # _block_id() inlined
+    if bid is None or not bid.strip():
+        raise ctx.error(el, channel_id, "audioBlockFormat has no audioBlockFormatID")
+    bid = bid.strip().upper()
     strict = ctx.strict
     if strict:
         ctx.check_attrs(el, bid, _BLOCK_ATTRS)
-    defaults = _OBJECTS_BLOCK_DEFAULTS
-    width, height, depth = defaults.width, defaults.height, defaults.depth
-    gain, diffuse = defaults.gain, defaults.diffuse
-    channel_lock, divergence = defaults.channel_lock, defaults.object_divergence
-    jump, screen_ref = defaults.jump_position, defaults.screen_ref
-    importance, zones, head_locked = defaults.importance, defaults.zone_exclusion, \
-        defaults.head_locked
+    (width, height, depth, gain, diffuse, channel_lock, divergence, jump, screen_ref,
+     edge_lock, importance, zones, head_locked) = _OBJECTS_BLOCK_DEFAULTS
     coords: dict[str, float] = {}
     n_polar = n_cart = 0
     edge_h: str | None = None
@@ -757,7 +769,10 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
                     raise ctx.error(child, bid, f"screenEdgeLock {lock!r} is not valid on the "
                                     f"{coord} coordinate")
         elif name == "cartesian":
-            cartesian_flag = ctx.bool(child, bid, "cartesian", child.text)
+            text = child.text
+            cartesian_flag = _BOOLS.get(text)  # type: ignore[arg-type]
+            if cartesian_flag is None:
+                cartesian_flag = ctx.bool(child, bid, "cartesian", text)
         elif name == "jumpPosition":
             text = child.text
             length = child.get("interpolationLength")
@@ -840,7 +855,6 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
     if cartesian_flag is not None and cartesian_flag != is_cartesian:
         raise ctx.error(el, bid, f"cartesian flag {int(cartesian_flag)} disagrees with the "
                         f"{'cartesian' if is_cartesian else 'polar'} position coordinates")
-    edge_lock = defaults.screen_edge_lock
     if edge_h is not None or edge_v is not None:
         edge_lock = _EDGE_LOCK_CACHE.get((edge_h, edge_v))  # type: ignore[assignment]
         if edge_lock is None:  # at most 3 x 3 values
@@ -855,8 +869,7 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
                 if duration_text is not None else None)
     if duration is None:
         duration = ctx.time(el, bid, "duration", duration_text)
-    # the fields of ObjectsBlock, in order
-    return _new_objects_block(
+    return _new_objects_block(  # _OBJECTS_BLOCK_REQUIRED + _OBJECTS_BLOCK_OPTIONAL
         bid, position, rtime, duration, is_cartesian, width, height, depth, gain, diffuse,
         channel_lock, divergence, jump, screen_ref, edge_lock, importance, zones, head_locked,
     )
@@ -1076,7 +1089,8 @@ def _block_sort_key(block: BlockFormat) -> tuple[Fraction, Fraction]:
             block.duration if block.duration is not None else zero)
 
 
-def _tidy_blocks(channel_id: str, blocks: list[BlockFormat]) -> tuple[BlockFormat, ...]:
+def _tidy_blocks(ctx: _Ctx, channel_id: str,
+                 blocks: list[BlockFormat]) -> tuple[BlockFormat, ...]:
     """Give a block with a duration but no rtime rtime 0, and put blocks in time order
     (with a warning if they were not), as the BS.2127 reference renderer does on load."""
     for i, block in enumerate(blocks):
@@ -1089,8 +1103,8 @@ def _tidy_blocks(channel_id: str, blocks: list[BlockFormat]) -> tuple[BlockForma
     if any(b <= a for a, b in zip(rtimes, rtimes[1:], strict=False)):
         keys = [_block_sort_key(b) for b in blocks]
         if any(a > b for a, b in zip(keys, keys[1:], strict=False)):
-            warnings.warn(f"audioBlockFormats of {channel_id} are out of time order; "
-                          "sorted them", stacklevel=4)
+            ctx.warnings.append(f"audioBlockFormats of {channel_id} are out of time order; "
+                                "sorted them")
             blocks = sorted(blocks, key=_block_sort_key)
     return tuple(blocks)
 
@@ -1132,7 +1146,7 @@ def _channel(ctx: _Ctx, el: etree._Element, common: bool) -> AudioChannelFormat:
         id=cid,
         name=el.get("audioChannelFormatName", ""),
         type=type_,
-        blocks=_tidy_blocks(cid, blocks),
+        blocks=_tidy_blocks(ctx, cid, blocks),
         frequency=Frequency(low_pass, high_pass),
         is_common_definition=common,
     )
@@ -1146,15 +1160,55 @@ def _channel(ctx: _Ctx, el: etree._Element, common: bool) -> AudioChannelFormat:
 _ENTITY_UTF16 = ("<!ENTITY".encode("utf-16-le"), "<!ENTITY".encode("utf-16-be"))
 
 
-def _declares_entities(data: bytes) -> bool:
-    """Whether a DOCTYPE internal subset declares entities (checked before parsing, so that
-    the refusal does not depend on where libxml2 would trip over the entity)."""
-    start = data.find(b"<!DOCTYPE")
-    if start >= 0:
-        end = data.find(b"]>", start)
-        if b"<!ENTITY" in data[start:end if end >= 0 else len(data)]:
+def _declares_entities(data: bytes, start: int = 0, stop: int | None = None) -> bool:
+    """Whether a DOCTYPE internal subset of ``data[start:stop]`` declares entities (checked
+    before parsing, so that the refusal does not depend on where libxml2 would trip over the
+    entity)."""
+    stop = len(data) if stop is None else stop
+    doctype = data.find(b"<!DOCTYPE", start, stop)
+    if doctype >= 0:
+        end = data.find(b"]>", doctype, stop)
+        if data.find(b"<!ENTITY", doctype, end if end >= 0 else stop) >= 0:
             return True
-    return any(pattern in data for pattern in _ENTITY_UTF16)
+    return any(data.find(pattern, start, stop) >= 0 for pattern in _ENTITY_UTF16)
+
+
+_PADDING = b"\x00 \t\r\n"
+_PADDING_STEP = 4096
+
+
+def _unpadded_range(data: bytes) -> tuple[int, int]:
+    """``(start, stop)`` such that ``data[start:stop] == data.strip(_PADDING)``, found without
+    copying ``data`` (a large axml chunk) as ``strip`` would."""
+    start, stop = 0, len(data)
+    while start < stop:
+        piece = data[start:start + _PADDING_STEP]
+        kept = len(piece.lstrip(_PADDING))
+        start += len(piece) - kept
+        if kept:
+            break
+    while stop > start:
+        piece = data[max(start, stop - _PADDING_STEP):stop]
+        kept = len(piece.rstrip(_PADDING))
+        stop -= len(piece) - kept
+        if kept:
+            break
+    return start, stop
+
+
+class _ByteRange:
+    """A minimal binary file over ``data[start:stop]`` for :func:`lxml.etree.iterparse`, which
+    reads it in small pieces: the bytes are never copied as a whole."""
+
+    def __init__(self, data: bytes, start: int, stop: int) -> None:
+        self._view = memoryview(data)[start:stop]
+        self._pos = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        pos = self._pos
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), pos + size)
+        self._pos = end
+        return self._view[pos:end].tobytes()
 
 
 _PARSER_OPTIONS = {
@@ -1168,6 +1222,32 @@ _EVENT_TAGS = tuple(f"{{*}}{name}" for name in (
     _FORMAT_EXTENDED, "audioProgramme", "audioContent", "audioObject", "audioPackFormat",
     "audioChannelFormat", "audioStreamFormat", "audioTrackFormat", "audioTrackUID",
 ))
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a document is read: the tens of thousands of
+    small immutable objects of a large file would make it run again and again over objects
+    that it cannot free (some tenth of the reading time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _syntax_error(source: str, data: bytes, exc: etree.XMLSyntaxError) -> AdmError:
+    """The error for XML that is not well-formed. libxml2 words some errors differently when
+    it parses in pieces, as iterparse does: the message is taken from a parse of the whole
+    text at once, so that it does not depend on how the text was read."""
+    try:
+        etree.fromstring(data, etree.XMLParser(**_PARSER_OPTIONS))
+    except etree.XMLSyntaxError as whole_text_exc:
+        exc = whole_text_exc
+    line = exc.lineno if exc.lineno else "?"
+    return AdmError(f"{source}: XML syntax error at line {line}: {exc.msg}")
 
 
 def _is_top_format_extended(el: etree._Element) -> bool:
@@ -1213,10 +1293,12 @@ def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool =
     ctx = _Ctx(source, strict)
     if isinstance(data, str):
         data = data.encode("utf-8")
-    data = bytes(data).strip(b"\x00 \t\r\n")  # axml chunks are often NUL padded
-    if not data:
+    # axml chunks are often NUL padded: read data[start:stop] without copying all of it
+    data = bytes(data)
+    start, stop = _unpadded_range(data)
+    if start == stop:
         raise AdmError(f"{source}: empty XML document")
-    if _declares_entities(data):
+    if _declares_entities(data, start, stop):
         raise AdmError(f"{source}: entity declarations are not allowed in ADM XML")
     common = is_common_definition
     programmes: list[AudioProgramme] = []
@@ -1227,57 +1309,58 @@ def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool =
     streams: list[AudioStreamFormat] = []
     tracks: list[AudioTrackFormat] = []
     uids: list[AudioTrackUID] = []
-    events = etree.iterparse(io.BytesIO(data), events=("start", "end"), tag=_EVENT_TAGS,
-                             **_PARSER_OPTIONS)
+    events = etree.iterparse(_ByteRange(data, start, stop), events=("start", "end"),
+                             tag=_EVENT_TAGS, **_PARSER_OPTIONS)
     afe: etree._Element | None = None  # the audioFormatExtended being read
     n_afes = 0
     error: AdmError | None = None  # the first content error, raised after the whole parse
-    try:
-        for event, el in events:
-            if error is not None:
-                if event == "end":
-                    el.clear()  # only the syntax check is left to do: free memory
-                continue
-            try:
-                if event == "start":
-                    if afe is None and _lname(el.tag) == _FORMAT_EXTENDED \
-                            and _is_top_format_extended(el):
-                        afe = el
-                        n_afes += 1
-                        if strict:
-                            ctx.check_attrs(afe, _FORMAT_EXTENDED, frozenset({"version"}))
+    with _gc_paused():
+        try:
+            for event, el in events:
+                if error is not None:
+                    if event == "end":
+                        el.clear()  # only the syntax check is left to do: free memory
                     continue
-                if el is afe:
-                    _drop_unknown_children(ctx, afe, None)
-                    afe = None
-                    continue
-                if afe is None or el.getparent() is not afe:
-                    continue  # not a child of a top audioFormatExtended: read (or not) as such
-                _drop_unknown_children(ctx, afe, el)
-                name = _lname(el.tag)
-                if name == "audioChannelFormat":
-                    channels.append(_channel(ctx, el, common))
-                elif name == "audioObject":
-                    objects.append(_object(ctx, el))
-                elif name == "audioPackFormat":
-                    packs.append(_pack(ctx, el, common))
-                elif name == "audioStreamFormat":
-                    streams.append(_stream(ctx, el, common))
-                elif name == "audioTrackFormat":
-                    tracks.append(_track(ctx, el, common))
-                elif name == "audioTrackUID":
-                    uids.append(_track_uid(ctx, el))
-                elif name == "audioContent":
-                    contents.append(_content(ctx, el))
-                else:  # audioProgramme
-                    programmes.append(_programme(ctx, el))
-                el.clear()
-                afe.remove(el)
-            except AdmError as exc:
-                error = exc
-    except etree.XMLSyntaxError as exc:
-        line = exc.lineno if exc.lineno else "?"
-        raise AdmError(f"{source}: XML syntax error at line {line}: {exc.msg}") from None
+                try:
+                    if event == "start":
+                        if afe is None and _lname(el.tag) == _FORMAT_EXTENDED \
+                                and _is_top_format_extended(el):
+                            afe = el
+                            n_afes += 1
+                            if strict:
+                                ctx.check_attrs(afe, _FORMAT_EXTENDED, frozenset({"version"}))
+                        continue
+                    name = _lname(el.tag)
+                    if name == _FORMAT_EXTENDED:
+                        if el is afe:
+                            _drop_unknown_children(ctx, afe, None)
+                            afe = None
+                        continue  # (one inside another is an unknown element of the outer one)
+                    if afe is None or el.getparent() is not afe:
+                        continue  # not a child of a top audioFormatExtended: read (or not) as such
+                    _drop_unknown_children(ctx, afe, el)
+                    if name == "audioChannelFormat":
+                        channels.append(_channel(ctx, el, common))
+                    elif name == "audioObject":
+                        objects.append(_object(ctx, el))
+                    elif name == "audioPackFormat":
+                        packs.append(_pack(ctx, el, common))
+                    elif name == "audioStreamFormat":
+                        streams.append(_stream(ctx, el, common))
+                    elif name == "audioTrackFormat":
+                        tracks.append(_track(ctx, el, common))
+                    elif name == "audioTrackUID":
+                        uids.append(_track_uid(ctx, el))
+                    elif name == "audioContent":
+                        contents.append(_content(ctx, el))
+                    else:  # audioProgramme
+                        programmes.append(_programme(ctx, el))
+                    el.clear()
+                    afe.remove(el)
+                except AdmError as exc:
+                    error = exc
+        except etree.XMLSyntaxError as exc:
+            raise _syntax_error(source, data[start:stop], exc) from None
     root = events.root
     if root is None:
         raise AdmError(f"{source}: empty XML document")
@@ -1287,6 +1370,8 @@ def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool =
     if not n_afes:
         raise AdmError(f"{source}: no audioFormatExtended element in the XML "
                        f"(root element <{_lname(root.tag)}>)")
+    for message in ctx.warnings:
+        warnings.warn(message, stacklevel=2)
     if error is not None:
         raise error
     seen: set[str] = set()
