@@ -17,7 +17,9 @@ The steps follow BS.2127 clause 5.2:
 4. drop paths through audioObjects that are not selected in their complementary group;
 5. allocate the audioObject's audioTrackUIDs (and ATU_00000000 silent tracks) to the channels of
    its audioPackFormats (nested packs expanded) -- the allocation must be unique;
-6. build the items by pack type.
+6. build the items by pack type; Matrix packs (direct, decode, and encode-then-decode use,
+   or pre-applied) become items of their outputPackFormat's type whose input is a mix of
+   tracks (``track_mix``), as BS.2127 clause 5.2 and its matrix track specs describe.
 
 Times are exact :class:`fractions.Fraction` seconds; gains are linear factors.
 """
@@ -45,6 +47,7 @@ from adm.model import (
     CartesianPosition,
     Frequency,
     HoaBlock,
+    MatrixBlock,
     ObjectsBlock,
     Screen,
     TypeDefinition,
@@ -59,6 +62,7 @@ __all__ = [
     "ItemContext",
     "ObjectRenderItem",
     "RenderItem",
+    "TrackMix",
     "select_items",
 ]
 
@@ -98,13 +102,25 @@ class ItemContext:
     pack_importance: int | None = None
 
 
+TrackMix = tuple[tuple[int, float, float], ...]
+"""The input of a render item made by a Matrix pack: terms ``(track, gain, delay_ms)`` with the
+0-based input track, the linear gain and the delay in milliseconds (BS.2076-2 matrix
+coefficients multiplied along the encode/decode chain); the input signal is the sum of the
+terms. Each (track, delay) appears once."""
+
+
 @dataclass(frozen=True)
 class ObjectRenderItem:
-    """One Objects channel: ``track_index`` is the 0-based input channel (None = silent)."""
+    """One Objects channel: ``track_index`` is the 0-based input channel (None = silent).
+
+    ``track_mix``: for a channel produced by a Matrix pack, the mix of tracks that is its input
+    (``track_index`` is then None); None otherwise. See :data:`TrackMix`.
+    """
 
     track_index: int | None
     channel_format: AudioChannelFormat
     context: ItemContext
+    track_mix: TrackMix | None = None
 
 
 @dataclass(frozen=True)
@@ -113,12 +129,14 @@ class DirectSpeakersRenderItem:
 
     ``pack_is_common_definition`` tells whether the innermost pack (``context.pack_format_ids[-1]``)
     is a BS.2094 common definition, which the DirectSpeakers renderer's ITU pack rules need.
+    ``track_mix``: as for :class:`ObjectRenderItem`.
     """
 
     track_index: int | None
     channel_format: AudioChannelFormat
     context: ItemContext
     pack_is_common_definition: bool = False
+    track_mix: TrackMix | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,8 @@ class HoaRenderItem:
     near-field compensation, a value of 0 also means none) and ``screen_ref`` (False default) are
     taken from the pack path and the block (they must agree; BS.2127 clause 5.2.5). ``rtime`` and
     ``duration`` (seconds or None) are those of the channels' single blocks.
+    ``track_mixes``: for a pack produced by a Matrix pack, one :data:`TrackMix` or None per
+    channel (None: ``track_indices[i]`` is the input); None otherwise.
     """
 
     track_indices: tuple[int | None, ...]
@@ -142,6 +162,7 @@ class HoaRenderItem:
     screen_ref: bool = False
     rtime: Fraction | None = None
     duration: Fraction | None = None
+    track_mixes: tuple[TrackMix | None, ...] | None = None
 
 
 RenderItem = ObjectRenderItem | DirectSpeakersRenderItem | HoaRenderItem
@@ -275,6 +296,130 @@ def _validate_channels(doc: AdmDocument, src: str) -> None:
             if block.order is None or block.degree is None:
                 missing = "order" if block.order is None else "degree"
                 raise AdmError(f"{src}: HOA audioBlockFormat {block.id} has no {missing}")
+
+
+class _MatrixType:
+    DIRECT = "direct"
+    ENCODE = "encode"
+    DECODE = "decode"
+
+
+def _matrix_type(pack: AudioPackFormat) -> str | None:
+    """Direct packs refer to an input and an output pack, encode packs to an input pack only,
+    decode packs to an output pack only (BS.2076-2 clause 5.3.4); None: neither."""
+    if pack.input_pack_format_id is not None:
+        if pack.output_pack_format_id is not None:
+            return _MatrixType.DIRECT
+        return _MatrixType.ENCODE
+    if pack.output_pack_format_id is not None:
+        return _MatrixType.DECODE
+    return None
+
+
+def _matrix_input_pack(doc: AdmDocument, pack: AudioPackFormat) -> AudioPackFormat:
+    """The pack whose channels a Matrix pack's coefficients refer to: the encode pack of a
+    decode matrix, else the inputPackFormat."""
+    where = f"audioPackFormat {pack.id}"
+    if _matrix_type(pack) == _MatrixType.DECODE:
+        return _pack(doc, pack.encode_pack_format_ids[0], where)
+    return _pack(doc, pack.input_pack_format_id, where)  # type: ignore[arg-type]
+
+
+def _validate_matrix_channel(channel: AudioChannelFormat, src: str) -> None:
+    where = f"Matrix audioChannelFormat {channel.id}"
+    if len(channel.blocks) != 1:
+        raise AdmError(f"{src}: {where} must have exactly one audioBlockFormat, it has "
+                       f"{len(channel.blocks)}")
+    block = channel.blocks[0]
+    if not isinstance(block, MatrixBlock):
+        raise AdmError(f"{src}: {where} has a non-Matrix audioBlockFormat {block.id}")
+    if block.rtime is not None or block.duration is not None:
+        raise AdmError(f"{src}: Matrix audioBlockFormat {block.id} has rtime or duration; "
+                       "Matrix blocks apply for the whole audioObject")
+    for coefficient in block.coefficients:
+        for attr, name in (("gain_var", "gainVar"), ("phase_var", "phaseVar"),
+                           ("delay_var", "delayVar"), ("phase", "phase")):
+            if getattr(coefficient, attr) is not None:
+                raise AdmError(
+                    f"{src}: Matrix audioBlockFormat {block.id}: coefficient for "
+                    f"{coefficient.input_channel_format_id} uses {name}, which is not supported"
+                )
+        if coefficient.delay is not None and coefficient.delay < 0:
+            raise AdmError(
+                f"{src}: Matrix audioBlockFormat {block.id}: coefficient for "
+                f"{coefficient.input_channel_format_id} has a negative delay"
+            )
+
+
+def _validate_matrix_pack(doc: AdmDocument, pack: AudioPackFormat, src: str) -> None:
+    where = f"Matrix audioPackFormat {pack.id}"
+    kind = _matrix_type(pack)
+    if kind is None:
+        raise AdmError(f"{src}: {where} refers to no inputPackFormat or outputPackFormat")
+    for ref, name in ((pack.input_pack_format_id, "inputPackFormat"),
+                      (pack.output_pack_format_id, "outputPackFormat")):
+        if ref is not None and _pack(doc, ref, where).type == TypeDefinition.Matrix:
+            raise AdmError(f"{src}: {where}: its {name} {ref} must not be a Matrix pack")
+    if pack.encode_pack_format_ids and kind != _MatrixType.DECODE:
+        raise AdmError(f"{src}: {where} refers to encodePackFormats but is not a decode matrix")
+    if kind == _MatrixType.DECODE:
+        if len(pack.encode_pack_format_ids) != 1:
+            raise AdmError(f"{src}: decode {where} must refer to exactly one encodePackFormat, "
+                           f"it refers to {len(pack.encode_pack_format_ids)}")
+        encode = _pack(doc, pack.encode_pack_format_ids[0], where)
+        if encode.type != TypeDefinition.Matrix or _matrix_type(encode) != _MatrixType.ENCODE:
+            raise AdmError(f"{src}: {where}: its encodePackFormat {encode.id} is not an encode "
+                           "Matrix pack (a Matrix pack with an inputPackFormat only)")
+    if pack.pack_format_ids:
+        raise AdmError(f"{src}: {where} must not contain audioPackFormats")
+
+    input_pack = _matrix_input_pack(doc, pack)
+    input_ids = {c.id for _, c in _pack_channels(doc, input_pack)}
+    channels = [_channel(doc, c, where) for c in pack.channel_format_ids]
+    for channel in channels:
+        block = channel.blocks[0]
+        assert isinstance(block, MatrixBlock)
+        for coefficient in block.coefficients:
+            if coefficient.input_channel_format_id not in input_ids:
+                raise AdmError(
+                    f"{src}: {where}: audioChannelFormat {channel.id} has a coefficient for "
+                    f"{coefficient.input_channel_format_id}, which is not in its input or "
+                    f"encode audioPackFormat {input_pack.id}"
+                )
+    if kind == _MatrixType.ENCODE:
+        return
+    output_pack = _pack(doc, pack.output_pack_format_id, where)  # type: ignore[arg-type]
+    output_ids = [c.id for _, c in _pack_channels(doc, output_pack)]
+    used: set[str] = set()
+    for channel in channels:
+        block = channel.blocks[0]
+        assert isinstance(block, MatrixBlock)
+        out = block.output_channel_format_id
+        if out is None:
+            raise AdmError(f"{src}: {where}: audioBlockFormat {block.id} has no "
+                           "outputChannelFormatIDRef (a direct or decode matrix needs one)")
+        if out in used:
+            raise AdmError(f"{src}: {where}: more than one of its channels outputs to "
+                           f"audioChannelFormat {out}")
+        if out not in output_ids:
+            raise AdmError(f"{src}: {where}: audioBlockFormat {block.id} outputs to "
+                           f"audioChannelFormat {out}, which is not in its outputPackFormat "
+                           f"{output_pack.id}")
+        used.add(out)
+    missing = [c for c in output_ids if c not in used]
+    if missing:
+        raise AdmError(f"{src}: {where}: no channel outputs to audioChannelFormat "
+                       f"{', '.join(missing)} of its outputPackFormat {output_pack.id}")
+
+
+def _validate_matrix(doc: AdmDocument, src: str) -> None:
+    """Matrix channels and packs (the checks BS.2127 clause 5.2.1 makes of them)."""
+    for channel in doc.channel_formats:
+        if channel.type == TypeDefinition.Matrix:
+            _validate_matrix_channel(channel, src)
+    for pack in doc.pack_formats:
+        if pack.type == TypeDefinition.Matrix:
+            _validate_matrix_pack(doc, pack, src)
 
 
 # --------------------------------------------------------------------------------------------
@@ -655,16 +800,37 @@ def _track_for_uid(doc: AdmDocument, uid: AudioTrackUID, src: str) -> _Track:
 
 
 def _candidates(doc: AdmDocument) -> list[_Candidate]:
-    """Every non-Matrix pack of the document as an allocation candidate."""
+    """Every pack of the document as an allocation candidate.
+
+    A direct or decode Matrix pack gives two candidates: tracks of the channels of its input
+    (direct) or encode (decode) pack, referring to the Matrix pack itself; and tracks of its
+    own channels (matrix already applied). A decode pack gives a third: tracks of the channels
+    of its encode pack's input pack, referring to the encode pack (encode then decode). An
+    audioObject refers to the direct or decode pack in each case. Encode packs are not
+    candidates of their own.
+    """
     out = []
     for pack in doc.pack_formats:
-        if pack.type == TypeDefinition.Matrix:
-            continue
-        slots = tuple(
+        own = tuple(
             _Slot(channel.id, tuple(p.id for p in path))
             for path, channel in _pack_channels(doc, pack)
         )
-        out.append(_Candidate(pack.id, slots))
+        if pack.type != TypeDefinition.Matrix:
+            out.append(_Candidate(pack.id, own))
+            continue
+        kind = _matrix_type(pack)
+        if kind == _MatrixType.ENCODE:
+            continue
+        input_pack = _matrix_input_pack(doc, pack)
+        out.append(_Candidate(pack.id, tuple(
+            _Slot(channel.id, (pack.id,)) for _, channel in _pack_channels(doc, input_pack)
+        )))
+        out.append(_Candidate(pack.id, own))
+        if kind == _MatrixType.DECODE:
+            source = _pack(doc, input_pack.input_pack_format_id, "")  # type: ignore[arg-type]
+            out.append(_Candidate(pack.id, tuple(
+                _Slot(channel.id, (input_pack.id,)) for _, channel in _pack_channels(doc, source)
+            )))
     return out
 
 
@@ -730,13 +896,8 @@ def _allocate(
         n_silent = 0
         uids = list(doc.track_uids)
     tracks = [_track_for_uid(doc, uid, src) for uid in uids]  # type: ignore[arg-type]
-
-    for pack_id in list(pack_refs or ()) + [t.pack_id for t in tracks]:
-        pack = _pack(doc, pack_id, context)
-        if pack.type == TypeDefinition.Matrix:
-            raise AdmError(
-                f"{src}: {context}: Matrix packs are not supported yet (pack {pack.id})"
-            )
+    for pack_id in pack_refs or ():
+        _pack(doc, pack_id, context)
 
     found = _allocations(candidates, tuple(tracks) + (None,) * n_silent, pack_refs)
     first = next(found, None)
@@ -771,6 +932,60 @@ def _base_context(path: _Path) -> ItemContext:
     )
 
 
+def _matrix_terms(
+    doc: AdmDocument, channel_id: str, allocated: dict[str, int | None], src: str
+) -> list[tuple[int, float, float]]:
+    """The signal of a channel as (track, gain, delay_ms) terms: an allocated channel is its
+    track (nothing if silent); a Matrix channel is the sum of its coefficients applied to the
+    signals of their input channels, followed recursively (encode then decode)."""
+    if channel_id in allocated:
+        track = allocated[channel_id]
+        return [] if track is None else [(track, 1.0, 0.0)]
+    channel = _channel(doc, channel_id, "a Matrix coefficient")
+    block = channel.blocks[0] if channel.blocks else None
+    if channel.type != TypeDefinition.Matrix or not isinstance(block, MatrixBlock):
+        raise AdmError(f"{src}: audioChannelFormat {channel_id} is used by a Matrix pack but "
+                       "has no track and is not a Matrix channel")
+    terms = []
+    for coefficient in block.coefficients:
+        gain = 1.0 if coefficient.gain is None else coefficient.gain
+        delay = 0.0 if coefficient.delay is None else coefficient.delay
+        for track, g, d in _matrix_terms(doc, coefficient.input_channel_format_id, allocated,
+                                         src):
+            terms.append((track, gain * g, delay + d))
+    return terms
+
+
+def _matrix_outputs(
+    doc: AdmDocument, matrix: AudioPackFormat, allocated: dict[str, int | None], src: str
+) -> tuple[AudioPackFormat, list[int | None], list[TrackMix | None]]:
+    """A direct or decode Matrix pack allocated to tracks -> its outputPackFormat with, per
+    output channel (in that pack's order), the input track or the mix of tracks feeding it.
+
+    Terms on the same track with the same delay are summed, terms of gain 0 dropped; a channel
+    with no terms is silent, a channel with a single unit-gain undelayed term is that track.
+    """
+    output_id = cast(str, matrix.output_pack_format_id)
+    output = _pack(doc, output_id, f"audioPackFormat {matrix.id}")
+    feeds: dict[str, tuple[int | None, TrackMix | None]] = {}
+    for channel_id in matrix.channel_format_ids:
+        block = _channel(doc, channel_id, f"audioPackFormat {matrix.id}").blocks[0]
+        assert isinstance(block, MatrixBlock) and block.output_channel_format_id is not None
+        summed: dict[tuple[int, float], float] = {}
+        for track, gain, delay in _matrix_terms(doc, channel_id, allocated, src):
+            summed[(track, delay)] = summed.get((track, delay), 0.0) + gain
+        mix = tuple((t, g, d) for (t, d), g in summed.items() if g != 0.0)
+        if not mix:
+            feed: tuple[int | None, TrackMix | None] = (None, None)
+        elif len(mix) == 1 and mix[0][1] == 1.0 and mix[0][2] == 0.0:
+            feed = (mix[0][0], None)
+        else:
+            feed = (None, mix)
+        feeds[block.output_channel_format_id] = feed
+    channels = _pack_channels(doc, output)
+    return (output, [feeds[c.id][0] for _, c in channels], [feeds[c.id][1] for _, c in channels])
+
+
 def _items_for_pack(
     doc: AdmDocument, path: _Path, fill: tuple, src: str
 ) -> list[RenderItem]:
@@ -778,12 +993,17 @@ def _items_for_pack(
     root = _pack(doc, cand.root_id, "")
     where = f"audioObject {path.objects[-1].id}" if path.objects else "chna"
     base = _base_context(path)
-    tracks = [None if t is None else t.uid.track_index - 1 for t in contents]
+    tracks: list[int | None] = [None if t is None else t.uid.track_index - 1 for t in contents]
+    mixes: list[TrackMix | None] = [None] * len(tracks)
+    if root.type == TypeDefinition.Matrix:
+        allocated = {slot.channel_id: track
+                     for slot, track in zip(cand.slots, tracks, strict=True)}
+        root, tracks, mixes = _matrix_outputs(doc, root, allocated, src)
     channels = _pack_channels(doc, root)
 
     if root.type in (TypeDefinition.Objects, TypeDefinition.DirectSpeakers):
         items: list[RenderItem] = []
-        for (pack_path, channel), track_index in zip(channels, tracks, strict=True):
+        for (pack_path, channel), track_index, mix in zip(channels, tracks, mixes, strict=True):
             context = replace(
                 base,
                 channel_frequency=channel.frequency,
@@ -794,11 +1014,12 @@ def _items_for_pack(
                 pack_importance=_min_importance([p.importance for p in pack_path]),
             )
             if root.type == TypeDefinition.Objects:
-                items.append(ObjectRenderItem(track_index, channel, context))
+                items.append(ObjectRenderItem(track_index, channel, context, track_mix=mix))
             else:
                 items.append(DirectSpeakersRenderItem(
                     track_index, channel, context,
                     pack_is_common_definition=pack_path[-1].is_common_definition,
+                    track_mix=mix,
                 ))
         return items
 
@@ -837,13 +1058,15 @@ def _items_for_pack(
             screen_ref=first.screen_ref,
             rtime=first.rtime,
             duration=first.duration,
+            track_mixes=tuple(mixes) if any(m is not None for m in mixes) else None,
         )]
 
     if root.type == TypeDefinition.Binaural:
         raise AdmError(
             f"{src}: Binaural content is not rendered to loudspeakers ({where}, pack {root.id})"
         )
-    raise AdmError(f"{src}: {where}: Matrix packs are not supported yet (pack {root.id})")
+    raise AdmError(f"{src}: {where}: cannot render audioPackFormat {root.id} of type "
+                   f"{root.type.name}")
 
 
 def select_items(
@@ -867,17 +1090,21 @@ def select_items(
     Returns:
         The items in document order: per programme content and audioObject path (depth
         first), per allocated pack, per channel. Track indices in the items are 0-based input
-        channels, None for ATU_00000000 silent tracks.
+        channels, None for ATU_00000000 silent tracks and for channels fed by a mix of
+        tracks (``track_mix``/``track_mixes``, made by Matrix packs: a Matrix pack gives the
+        items of its outputPackFormat, in that pack's channel order).
 
     Raises:
         AdmError: a structure, reference or allocation error, naming the elements involved;
-            also for Matrix packs (not supported yet) and Binaural packs (not rendered to
+            also for Matrix coefficients with gainVar, phaseVar, delayVar or phase (not
+            supported, as in the reference renderer) and Binaural packs (not rendered to
             loudspeakers).
     """
     src = source or doc.source
     _validate_object_loops(doc, src)
     _validate_packs(doc, src)
     _validate_channels(doc, src)
+    _validate_matrix(doc, src)
     for pack in doc.pack_formats:
         if pack.type == TypeDefinition.HOA:
             _hoa_pack_params(doc, src, pack)

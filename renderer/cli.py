@@ -25,11 +25,17 @@ def _add_render_parser(sub) -> None:
     p.add_argument("-s", "--system", required=True, metavar="LAYOUT",
                    help="target layout: a BS.2051 name (4+7+0) or alias (7.1.4); "
                         "see `dubstage layouts`")
+    p.add_argument("-l", "--layout", metavar="FILE", dest="speakers_file",
+                   help="speakers file of the real room (ear-render's format): loudspeaker "
+                        "positions, output channels and gains")
     p.add_argument("--output-gain-db", type=float, default=0.0, metavar="DB",
                    help="output gain in dB (default 0)")
     p.add_argument("--programme", metavar="ID", help="audioProgramme to render (default: first)")
     p.add_argument("--comp-object", metavar="ID", action="append", default=[],
                    help="audioObject to select from a complementary group (repeatable)")
+    p.add_argument("--importance", type=int, metavar="N",
+                   help="render only audioObjects and audioPackFormats of importance N or "
+                        "more, muting Objects blocks of lower importance (0..10)")
     p.add_argument("-c", "--fail-on-overload", action="store_true",
                    help="fail (and write nothing) if any output sample exceeds full scale")
     p.add_argument("--strict", action="store_true",
@@ -75,6 +81,7 @@ def cmd_render(args) -> int:
         strict=args.strict, float_output=args.float_output,
         fix_block_timing=args.enable_block_duration_fix,
         progress=_progress_printer(show_progress),
+        speakers_file=args.speakers_file, importance_threshold=args.importance,
     )
     shown = report.warnings[:MAX_WARNINGS_SHOWN]
     for message in shown:
@@ -84,7 +91,7 @@ def cmd_render(args) -> int:
               file=sys.stderr)
     elapsed = time.perf_counter() - start
     seconds = report.frames / report.sample_rate
-    print(f"wrote {report.output} ({report.layout.name}, {report.layout.n_channels} channels, "
+    print(f"wrote {report.output} ({report.layout.name}, {len(report.peak)} channels, "
           f"{seconds:.2f} s) in {elapsed:.2f} s")
     if report.overloaded_channels:
         peak_db = 20 * __import__("math").log10(float(report.peak.max()))

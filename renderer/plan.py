@@ -17,7 +17,8 @@ from adm.items import DirectSpeakersRenderItem, HoaRenderItem, ObjectRenderItem
 from adm.model import ObjectsBlock
 from layouts.model import Layout
 from renderer.direct_speakers import configure_direct_speakers, direct_speakers_gains
-from renderer.hoa import hoa_segments, hoa_warnings
+from renderer.hoa import hoa_warnings
+from renderer.matrix import hoa_item_segments, item_inputs
 from renderer.objects import configure_objects, direct_diffuse_split, object_block_gains
 from renderer.timing import Segments, block_timings, segments_for_track
 
@@ -114,19 +115,22 @@ def build_gain_plan(
             n = len(item.channel_format.blocks)
             item_gains = gains[offset:offset + n]
             offset += n
-            if item.track_index is None:
+            inputs = item_inputs(item, sample_rate, where)  # Matrix packs: a mix of tracks
+            if not inputs:
                 continue
             timings = block_timings(
                 item.channel_format.blocks, sample_rate, item.context.object_start,
                 item.context.object_duration, interpolate=True,
                 where=f"{where}audioChannelFormat {item.channel_format.id}: ",
             )
-            parts.append(segments_for_track(item.track_index, timings, item_gains))
+            parts.extend(segments_for_track(track, timings, item_gains * np.float32(g))
+                         for track, g in inputs)
 
     if direct_items:
         ds_panner = configure_direct_speakers(layout)
         for item in direct_items:
-            if item.track_index is None:
+            inputs = item_inputs(item, sample_rate, where)  # Matrix packs: a mix of tracks
+            if not inputs:
                 continue
             blocks = item.channel_format.blocks
             scale = _object_scale(item)
@@ -139,10 +143,11 @@ def build_gain_plan(
                 blocks, sample_rate, item.context.object_start, item.context.object_duration,
                 interpolate=False, where=f"{where}audioChannelFormat {item.channel_format.id}: ",
             )
-            loudspeaker_only.append(segments_for_track(item.track_index, timings, gains))
+            loudspeaker_only.extend(segments_for_track(track, timings, gains * g)
+                                    for track, g in inputs)
 
     for item in hoa_items:
-        loudspeaker_only.append(hoa_segments(item, layout, sample_rate, where=where))
+        loudspeaker_only.append(hoa_item_segments(item, layout, sample_rate, where=where))
         warnings.extend(f"{where}{note}" for note in hoa_warnings(item))
 
     if has_diffuse:  # DirectSpeakers and HOA have no diffuse part

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from adm.bw64 import Bw64Reader, Bw64Writer
+from adm.importance import filter_by_importance
 from adm.items import select_items
 from adm.model import AdmDocument, AdmError
 from adm.timing_fixes import check_block_timing
 from adm.xml import apply_chna, parse_adm_xml
 from layouts import get_layout
 from layouts.model import Layout
+from layouts.speakers_file import apply_real_layout, load_speakers_file
 from renderer.decorrelation import DiffuseMixer, design_decorrelators
 from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
@@ -41,11 +43,13 @@ class RenderReport:
     peak: np.ndarray = field(default_factory=lambda: np.zeros(0))
     clipped_samples: int = 0
     warnings: list[str] = field(default_factory=list)
+    channel_names: tuple[str, ...] = ()  # output channel names when not the layout's (-l)
 
     @property
     def overloaded_channels(self) -> list[str]:
         """Names of output channels whose peak exceeds full scale."""
-        return [name for name, p in zip(self.layout.channel_names, self.peak) if p > 1.0]
+        names = self.channel_names or self.layout.channel_names
+        return [name for name, p in zip(names, self.peak) if p > 1.0]
 
 
 def read_adm(reader: Bw64Reader, strict: bool = False) -> AdmDocument:
@@ -83,6 +87,8 @@ def render_file(
     float_output: bool = False,
     fix_block_timing: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    speakers_file: str | os.PathLike | None = None,
+    importance_threshold: int | None = None,
 ) -> RenderReport:
     """Render an ADM BWF file to loudspeaker feeds for ``layout``.
 
@@ -94,6 +100,13 @@ def render_file(
     such problems are reported as warnings (and overlaps are errors). The output is written
     to a temporary file and renamed when complete; on any error nothing is left behind.
     ``progress(done_frames, total_frames)`` is called after each chunk.
+
+    ``speakers_file``: a real room (``-l speakers.yaml``, see :mod:`layouts.speakers_file`):
+    the layout is rendered with the room's loudspeaker positions and each layout channel is
+    routed, with its gain, to the file channel the room gives it (the output then has the
+    room's channel count; out-of-range positions and routing problems become warnings).
+    ``importance_threshold``: drop audioObjects and audioPackFormats less important than it
+    and mute Objects blocks less important than it (:func:`adm.importance.filter_by_importance`).
     """
     configure_jax()
     input_path, output_path = Path(input_path), Path(output_path)
@@ -102,6 +115,11 @@ def render_file(
     if not math.isfinite(gain):
         raise RenderError(f"--output-gain-db {output_gain_db} is not a finite gain")
     _check_output_path(output_path)
+    upmix, room_notes = None, []
+    if speakers_file is not None:  # real room: real positions, routing and gains (BS.2127)
+        target, upmix, room_notes = apply_real_layout(target, load_speakers_file(speakers_file))
+        upmix = upmix.T.astype(np.float32)  # (n_layout, n_file): out = rendered @ upmix
+    n_file = target.n_channels if upmix is None else upmix.shape[1]
 
     with Bw64Reader(input_path) as reader:
         doc = read_adm(reader, strict=strict)
@@ -109,6 +127,8 @@ def render_file(
         items = select_items(doc, programme_id=programme_id,
                              complementary_object_ids=complementary_object_ids,
                              source=str(input_path))
+        if importance_threshold is not None:
+            items = filter_by_importance(items, importance_threshold)
         plan = build_gain_plan(items, target, reader.sample_rate, source=str(input_path))
         width = 2 * plan.n_outputs if plan.diffuse else plan.n_outputs
         mixer = Mixer(plan.segments, width, reader.channels)
@@ -117,14 +137,16 @@ def render_file(
         diffuse = DiffuseMixer(design_decorrelators(target)) if plan.diffuse else None
         report = RenderReport(output=output_path, layout=target, frames=reader.frames,
                               sample_rate=reader.sample_rate,
-                              peak=np.zeros(target.n_channels),
+                              peak=np.zeros(n_file),
                               warnings=[f"{input_path}: {note}" for note in timing_notes]
-                              + list(plan.warnings))
+                              + list(plan.warnings) + room_notes)
+        if upmix is not None:
+            report.channel_names = tuple(f"channel {i}" for i in range(n_file))
         if float_output:
             bit_depth, sample_format = 32, "float"
         else:
             bit_depth, sample_format = reader.bit_depth, reader.sample_format
-        with Bw64Writer(output_path, reader.sample_rate, target.n_channels, bit_depth=bit_depth,
+        with Bw64Writer(output_path, reader.sample_rate, n_file, bit_depth=bit_depth,
                         sample_format=sample_format, bext=reader.bext,
                         forbid_paths=(input_path,)) as writer:
             done = 0
@@ -144,6 +166,8 @@ def render_file(
                     return
                 if gain != 1.0:
                     out = out * np.float32(gain)
+                if upmix is not None:
+                    out = out @ upmix
                 np.maximum(report.peak, np.abs(out).max(axis=0), out=report.peak)
                 if fail_on_overload and np.any(report.peak > 1.0):
                     raise RenderError(

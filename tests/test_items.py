@@ -564,7 +564,7 @@ def test_error_track_without_index_and_missing_reference() -> None:
         select_items(single_object_doc(ob))
 
 
-def test_error_binaural_and_matrix() -> None:
+def test_error_binaural_and_bad_matrix() -> None:
     ch = AudioChannelFormat(id="AC_00050001", name="L", type=TypeDefinition.Binaural)
     pk = pack("AP_00050001", TypeDefinition.Binaural, [ch.id])
     tu = uid("ATU_00000001", 1, ch.id, pk.id)
@@ -579,8 +579,9 @@ def test_error_binaural_and_matrix() -> None:
     tu = uid("ATU_00000001", 1, ch.id, pk.id)
     doc = AdmDocument(objects=(obj("AO_1001", [pk.id], [tu.id]),), pack_formats=(pk,),
                       channel_formats=(ch,), track_uids=(tu,))
-    with pytest.raises(AdmError, match=r"AO_1001: Matrix packs are not supported yet "
-                                       r"\(pack AP_00021001\)"):
+    # a Matrix channel needs exactly one block (the coefficients)
+    with pytest.raises(AdmError, match=r"Matrix audioChannelFormat AC_00021001 must have "
+                                       r"exactly one audioBlockFormat"):
         select_items(doc)
 
 
