@@ -31,18 +31,17 @@ import numpy as np
 from adm.model import (
     DEFAULT_SCREEN,
     BoundedValue,
-    CartesianScreen,
     DirectSpeakersBlock,
     DirectSpeakersCartesianPosition,
     DirectSpeakersPolarPosition,
     Frequency,
-    PolarScreen,
     Screen,
     ScreenEdgeLock,
 )
 from layouts.model import Layout, LayoutError, polar_to_cartesian
 from renderer.allocentric import AllocentricPanner, allocentric_gains, configure_allocentric
 from renderer.point_source import PointSourcePanner, cached_point_source, point_source_gains
+from renderer.screen import ScreenEdges, screen_edges
 
 __all__ = [
     "DirectSpeakersPanner",
@@ -243,59 +242,6 @@ ITU_PACK_LAYOUTS: dict[str, str] = {
 # --------------------------------------------------------------------------------------------
 # Configuration
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScreenEdges:
-    """Azimuths (degrees) of the left/right edges and elevations (degrees) of the bottom/top
-    edges of the reproduction screen, as seen from the listening position."""
-
-    left_azimuth: float
-    right_azimuth: float
-    bottom_elevation: float
-    top_elevation: float
-
-
-def _azimuth(v: np.ndarray) -> float:
-    return float(np.degrees(np.arctan2(-v[0], v[1])))
-
-
-def _elevation(v: np.ndarray) -> float:
-    return float(np.degrees(np.arctan2(v[2], np.hypot(v[0], v[1]))))
-
-
-def screen_edges(screen: Screen) -> ScreenEdges:
-    """Edge angles of a referenceScreen-style screen description (the BS.2127 screen
-    model: a flat rectangle of the given width and aspect ratio facing the listener).
-
-    Raises ValueError if the screen reaches behind the listener or past the poles."""
-    if isinstance(screen, PolarScreen):
-        centre = polar_to_cartesian(
-            screen.centre_azimuth, screen.centre_elevation, screen.centre_distance
-        )
-        half_width = screen.centre_distance * np.tan(np.radians(screen.width_azimuth / 2.0))
-        right_axis = polar_to_cartesian(screen.centre_azimuth - 90.0, 0.0)
-        up_axis = polar_to_cartesian(screen.centre_azimuth, screen.centre_elevation + 90.0)
-        x_vec = right_axis * half_width
-        z_vec = up_axis * (half_width / screen.aspect_ratio)
-    elif isinstance(screen, CartesianScreen):
-        centre = np.array([screen.centre_x, screen.centre_y, screen.centre_z], dtype=float)
-        half_width = screen.width_x / 2.0
-        x_vec = np.array([half_width, 0.0, 0.0])
-        z_vec = np.array([0.0, 0.0, half_width / screen.aspect_ratio])
-    else:
-        raise TypeError(f"unexpected screen {screen!r}")
-    edges = ScreenEdges(
-        left_azimuth=_azimuth(centre - x_vec),
-        right_azimuth=_azimuth(centre + x_vec),
-        bottom_elevation=_elevation(centre - z_vec),
-        top_elevation=_elevation(centre + z_vec),
-    )
-    if edges.right_azimuth > edges.left_azimuth:
-        raise ValueError(f"invalid screen {screen!r}: it extends behind the listener")
-    if _azimuth(centre - z_vec) - _azimuth(centre + z_vec) > 1e-3:
-        raise ValueError(f"invalid screen {screen!r}: it extends past the top or bottom")
-    return edges
 
 
 @dataclass(frozen=True, eq=False)
