@@ -24,7 +24,17 @@ import numpy as np
 
 from adm.builder import AdmBuilder, write_adm_bwf
 from adm.bw64 import Bw64Reader
-from adm.model import CartesianPosition, JumpPosition, ObjectsBlock, PolarPosition
+from adm.model import (
+    CartesianPosition,
+    CartesianZone,
+    ChannelLock,
+    JumpPosition,
+    ObjectDivergence,
+    ObjectsBlock,
+    PolarPosition,
+    PolarZone,
+    ScreenEdgeLock,
+)
 from renderer.demo import build_scene, write_scene
 from renderer.render import render_file
 
@@ -120,6 +130,44 @@ def scene_hoa(path: Path) -> None:
     write_adm_bwf(path, _noise(SR, 30, 6), SR, doc, chna)
 
 
+def scene_features(path: Path) -> None:
+    """Extent (polar, allocentric and distance < 1), divergence, channel lock, zone exclusion,
+    screenRef and screenEdgeLock, changing from block to block."""
+    rng = np.random.default_rng(12)
+    b = AdmBuilder("features")
+    zones = (PolarZone(-10.0, 10.0, 20.0, 40.0), CartesianZone(-1.0, 1.0, -1.0, -0.5, -1, 1))
+    n = 12
+    for k in range(n):
+        cart = bool(k % 2)
+        times = [Fraction(i, 8) for i in range(9)]
+        blocks = []
+        for t0, t1 in zip(times[:-1], times[1:]):
+            size = float(rng.choice([0, 0.1, 0.5, 1.0])) if cart else 0.0
+            blocks.append(ObjectsBlock(
+                id="", rtime=t0, duration=t1 - t0, cartesian=cart,
+                position=(CartesianPosition(*(float(v) for v in rng.uniform(-1, 1, 3))) if cart
+                          else PolarPosition(float(rng.uniform(-180, 180)),
+                                             float(rng.uniform(-20, 60)),
+                                             float(rng.choice([1.0, 0.5, 0.0, 1.3])))),
+                width=size if cart else float(rng.choice([0, 20, 90, 360])),
+                height=size if cart else float(rng.choice([0, 10, 45])),
+                depth=size if cart else float(rng.choice([0, 0, 0.3])),
+                object_divergence=ObjectDivergence(
+                    float(rng.choice([0, 0, 0.5, 1])), azimuth_range=30.0 if not cart else None,
+                    position_range=0.4 if cart else None),
+                channel_lock=ChannelLock(bool(rng.random() < 0.3),
+                                         float(rng.choice([0.2, 1.0])) if rng.random() < 0.5
+                                         else None),
+                zone_exclusion=(zones[1],) if cart and rng.random() < 0.3 else
+                ((zones[0],) if not cart and rng.random() < 0.3 else ()),
+                screen_ref=bool(rng.random() < 0.3),
+                screen_edge_lock=ScreenEdgeLock("left" if rng.random() < 0.2 else None, None),
+            ))
+        b.add_object(f"features {k}", blocks, track_index=k + 1)
+    doc, chna = b.build()
+    write_adm_bwf(path, _noise(SR, n, 8), SR, doc, chna)
+
+
 def scene_beds(path: Path) -> None:
     """Common-definition DirectSpeakers beds: stereo, 5.1, 7.1.4 and 22.2 (9+10+3)."""
     b = AdmBuilder("beds")
@@ -143,6 +191,7 @@ SCENES = {
     "beds": scene_beds,
     "diffuse": scene_diffuse,
     "hoa": scene_hoa,
+    "features": scene_features,
     "atmos-style": scene_atmos,
 }
 

@@ -22,10 +22,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from adm.model import CartesianPosition, ObjectsBlock, PolarPosition
+from adm.model import DEFAULT_SCREEN, CartesianPosition, ObjectsBlock, PolarPosition, Screen
 from layouts.model import Layout
 from renderer.allocentric import AllocentricPanner, allocentric_gains, configure_allocentric
+from renderer.allocentric_extent import (
+    allocentric_extent_gains_batched,
+    configure_allocentric_extent,
+)
+from renderer.channel_lock import channel_lock, configure_channel_lock
+from renderer.divergence import diverge
+from renderer.extent import cached_polar_extent, polar_extent_gains_batched
 from renderer.point_source import PointSourcePanner, cached_point_source, point_source_gains
+from renderer.screen import screen_edge_lock, screen_scale
+from renderer.zones import allocentric_excluded, apply_zone_exclusion, excluded_speakers
 
 
 @dataclass(frozen=True)
@@ -109,12 +118,32 @@ def block_parameters(blocks: Sequence[ObjectsBlock]) -> tuple[np.ndarray, np.nda
     return coords, cartesian, scale
 
 
+def needs_full_pipeline(block: ObjectsBlock) -> bool:
+    """True if the block uses any BS.2127 step beyond plain point-source panning: extent
+    (or a polar distance below 1, which the standard spreads like extent), screenRef,
+    screenEdgeLock, channelLock, objectDivergence or zoneExclusion."""
+    lock = block.screen_edge_lock
+    return bool(block.width or block.height or block.depth or block.screen_ref
+                or lock.horizontal or lock.vertical or block.channel_lock.flag
+                or block.object_divergence.value or block.zone_exclusion
+                or (not block.cartesian and block.position.distance < 1.0))
+
+
 def object_block_gains(
-    panner: ObjectPanner, blocks: Sequence[ObjectsBlock], extra_scale: np.ndarray | None = None
+    panner: ObjectPanner,
+    blocks: Sequence[ObjectsBlock],
+    extra_scale: np.ndarray | None = None,
+    reference_screen: Screen = DEFAULT_SCREEN,
+    messages: list[str] | None = None,
 ) -> np.ndarray:
     """Gains of every block before the direct/diffuse split: (B, n_channels) float64, LFE
     channels 0. ``extra_scale`` (B,) multiplies each block's gains (audioObject gain and
-    mute). See :func:`direct_diffuse_split`."""
+    mute). ``reference_screen``: the programme's (for screenRef). Warnings of the standard's
+    steps are appended to ``messages``. See :func:`direct_diffuse_split`.
+
+    Blocks that are plain point sources take one batched JAX call per panner; the others go
+    through the whole BS.2127 gain calculation (:func:`_full_pipeline_gains`).
+    """
     n_blocks = len(blocks)
     n_channels = panner.layout.n_channels
     if n_blocks == 0:
@@ -122,10 +151,11 @@ def object_block_gains(
     coords, cartesian, scale = block_parameters(blocks)
     if extra_scale is not None:
         scale = scale * extra_scale
+    full = np.array([needs_full_pipeline(b) for b in blocks], dtype=bool)
     speaker_gains = np.zeros((n_blocks, int((~panner.lfe_mask).sum())))
     for mask, function, configured in (
-        (~cartesian, _polar_block_gains, lambda: panner.point_source),
-        (cartesian, _cartesian_block_gains, lambda: panner.allocentric),
+        (~cartesian & ~full, _polar_block_gains, lambda: panner.point_source),
+        (cartesian & ~full, _cartesian_block_gains, lambda: panner.allocentric),
     ):
         count = int(mask.sum())
         if count == 0:
@@ -138,9 +168,95 @@ def object_block_gains(
             jnp.asarray(np.pad(scale[mask], (0, pad)), jnp.float32),
         )
         speaker_gains[mask] = np.asarray(result)[:count]
+    if full.any():
+        chosen = [b for b, f in zip(blocks, full) if f]
+        speaker_gains[full] = _full_pipeline_gains(
+            panner.layout, chosen, coords[full], cartesian[full], reference_screen,
+            messages) * scale[full, None]
     gains = np.zeros((n_blocks, n_channels))
     gains[:, ~panner.lfe_mask] = speaker_gains
     return gains
+
+
+def _full_pipeline_gains(layout: Layout, blocks: Sequence[ObjectsBlock], coords: np.ndarray,
+                         cartesian: np.ndarray, reference_screen: Screen,
+                         messages: list[str] | None) -> np.ndarray:
+    """The BS.2127 clause 7.3 gain calculation for B blocks, in the standard's order:
+    position, screen scaling (7.3.3), screen edge lock (7.3.4), channel lock (7.3.5, with the
+    zone-excluded loudspeakers removed for cartesian blocks), divergence (7.3.7), extent
+    panning of each diverged source (polar 7.3.8 / allocentric), their power sum, zone
+    exclusion for polar blocks (7.3.11). Returns (B, n_speakers) gains without block gain.
+    """
+    b = len(blocks)
+    reproduction = DEFAULT_SCREEN
+    positions = np.where(
+        cartesian[:, None], np.clip(coords, -1.0, 1.0),
+        _spherical(coords[:, 0], coords[:, 1], coords[:, 2]))
+    positions = screen_scale(positions, np.array([x.screen_ref for x in blocks]),
+                             reference_screen, reproduction, cartesian, layout)
+    positions = screen_edge_lock(
+        positions, [x.screen_edge_lock.horizontal for x in blocks],
+        [x.screen_edge_lock.vertical for x in blocks], reproduction, cartesian, layout)
+    excluded = excluded_speakers(layout, [x.zone_exclusion for x in blocks])
+    excluded_allo = allocentric_excluded(layout, excluded) if cartesian.any() else excluded
+    nan = float("nan")
+    positions = channel_lock(
+        cached_channel_lock(layout), positions,
+        np.array([x.channel_lock.flag for x in blocks]),
+        np.array([x.channel_lock.max_distance if x.channel_lock.max_distance is not None
+                  else nan for x in blocks]),
+        cartesian, excluded_allo)
+
+    def optional(values):
+        return np.array([nan if v is None else v for v in values], dtype=float)
+
+    weights, sources = diverge(
+        positions, np.array([x.object_divergence.value for x in blocks], dtype=float),
+        optional([x.object_divergence.azimuth_range for x in blocks]),
+        optional([x.object_divergence.position_range for x in blocks]), cartesian, messages)
+    width = np.array([x.width for x in blocks], dtype=float)
+    height = np.array([x.height for x in blocks], dtype=float)
+    depth = np.array([x.depth for x in blocks], dtype=float)
+    n_speakers = excluded.shape[1]
+    power = np.zeros((b, n_speakers))
+    for k in range(sources.shape[1]):
+        for rows, is_cartesian in ((~cartesian, False), (cartesian, True)):
+            rows = rows & (weights[:, k] > 0)
+            if not rows.any():
+                continue
+            if is_cartesian:
+                allo_excluded = excluded_allo[rows]
+                g = allocentric_extent_gains_batched(
+                    cached_allocentric_extent(layout), sources[rows, k], width[rows],
+                    height[rows], depth[rows],
+                    excluded=allo_excluded if allo_excluded.any() else None)
+            else:
+                g = polar_extent_gains_batched(
+                    cached_polar_extent(layout), sources[rows, k], width[rows], height[rows],
+                    depth[rows])
+            power[rows] += weights[rows, k, None] * np.square(g.astype(np.float64))
+    gains = np.sqrt(power)
+    polar = ~cartesian
+    if polar.any():
+        gains[polar] = apply_zone_exclusion(layout, gains[polar], excluded[polar])
+    return np.nan_to_num(gains)
+
+
+def _spherical(azimuth: np.ndarray, elevation: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    """(B, 3) X, Y, Z of polar positions (degrees; distance 1 = on the loudspeakers)."""
+    az, el = np.radians(azimuth), np.radians(elevation)
+    return distance[:, None] * np.stack(
+        [-np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)], axis=1)
+
+
+@functools.lru_cache(maxsize=16)
+def cached_channel_lock(layout: Layout):
+    return configure_channel_lock(layout)
+
+
+@functools.lru_cache(maxsize=16)
+def cached_allocentric_extent(layout: Layout):
+    return configure_allocentric_extent(layout)
 
 
 def direct_diffuse_split(

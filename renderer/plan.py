@@ -38,32 +38,9 @@ class GainPlan:
     diffuse: bool = False
 
 
-# Features of Objects blocks that are parsed but not rendered yet, with the test for each.
-_UNRENDERED_FEATURES = (
-    ("extent (width/height/depth)", lambda b: b.width != 0 or b.height != 0 or b.depth != 0),
-    # BS.2127 polar extent: a source closer than the loudspeakers is spread as if it had extent.
-    ("polar distance < 1 (spread as extent by BS.2127; rendered as a point source)",
-     lambda b: not b.cartesian and b.position.distance < 1.0),
-    ("objectDivergence", lambda b: b.object_divergence.value != 0),
-    ("channelLock", lambda b: b.channel_lock.flag),
-    ("zoneExclusion", lambda b: bool(b.zone_exclusion)),
-    ("screenRef", lambda b: b.screen_ref),
-    ("screenEdgeLock", lambda b: b.screen_edge_lock.horizontal is not None
-     or b.screen_edge_lock.vertical is not None),
-)
-
-
 def _pad(gains: np.ndarray) -> np.ndarray:
     """(S, n) gains -> (S, 2n) with zero diffuse gains."""
     return np.concatenate([gains, np.zeros_like(gains)], axis=1)
-
-
-def _maybe_unrendered(b: ObjectsBlock) -> bool:
-    """Quick test: could this block use one of :data:`_UNRENDERED_FEATURES`?"""
-    return bool(b.width or b.height or b.depth or b.object_divergence.value
-                or b.channel_lock.flag or b.zone_exclusion or b.screen_ref
-                or b.screen_edge_lock.horizontal or b.screen_edge_lock.vertical
-                or (not b.cartesian and b.position.distance < 1.0))
 
 
 def _object_scale(item) -> float:
@@ -94,19 +71,11 @@ def build_gain_plan(
             blocks = item.channel_format.blocks
             all_blocks.extend(blocks)
             all_scale.extend([_object_scale(item)] * len(blocks))
-        users: dict[str, set[str]] = {}
-        for item in object_items:
-            for block in item.channel_format.blocks:
-                if _maybe_unrendered(block):
-                    for name, used in _UNRENDERED_FEATURES:
-                        if used(block):
-                            users.setdefault(name, set()).add(item.channel_format.id)
-        for name, _ in _UNRENDERED_FEATURES:
-            if name in users:
-                ids = sorted(users[name])
-                shown = ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else "")
-                warnings.append(f"{where}{name} is not rendered yet; affected channels: {shown}")
-        gains = object_block_gains(panner, all_blocks, np.array(all_scale))
+        messages: list[str] = []
+        gains = object_block_gains(panner, all_blocks, np.array(all_scale),
+                                   reference_screen=object_items[0].context.reference_screen,
+                                   messages=messages)
+        warnings.extend(f"{where}{m}" for m in dict.fromkeys(messages))
         direct, diffuse = direct_diffuse_split(gains, all_blocks)
         has_diffuse = bool(np.any(diffuse))
         gains = np.concatenate([direct, diffuse], axis=1) if has_diffuse else direct
