@@ -85,8 +85,8 @@ def main() -> int:
     cache = work / "jax-cache"
     shutil.rmtree(cache, ignore_errors=True)
     env = dict(os.environ, DUBSTAGE_CACHE_DIR=str(cache))
-    dubstage = shutil.which("dubstage") or "dubstage"
-    command = [dubstage, "render", "--no-progress", "-s", args.layout, str(master), str(out)]
+    command = [sys.executable, "-m", "renderer.cli", "render", "--no-progress",
+               "-s", args.layout, str(master), str(out)]
 
     print(f"machine: {machine()}")
     print(f"input: 128 tracks, 48 kHz, 24-bit, {args.seconds:g} s; layout {args.layout}")

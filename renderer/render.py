@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from adm.bw64 import Bw64Reader, Bw64Writer
@@ -178,10 +179,13 @@ def render_file(
                 if progress is not None:
                     progress(done, reader.frames)
 
+            # On an accelerator the file's sample bytes go to the device and are decoded in the
+            # mixing kernel (fewer bytes to copy, no host decoding); on the CPU the reader's
+            # threaded numpy decoding is faster (benchmarks/README.md).
             encoding = reader.raw_encoding
-            if encoding is None:  # 64-bit float: decoded by the reader
+            if encoding is None or jax.default_backend() == "cpu":
                 blocks, encoding = reader.iter_blocks(mixer.frames_per_call), "float"
-            else:  # decoded inside the mixing kernel
+            else:
                 blocks = reader.iter_raw_blocks(mixer.frames_per_call)
             for block in blocks:
                 result = mixer.dispatch(block, encoding)
