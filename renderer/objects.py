@@ -135,10 +135,12 @@ def object_block_gains(
     extra_scale: np.ndarray | None = None,
     reference_screen: Screen = DEFAULT_SCREEN,
     messages: list[str] | None = None,
+    reproduction_screen: Screen | None = DEFAULT_SCREEN,
 ) -> np.ndarray:
     """Gains of every block before the direct/diffuse split: (B, n_channels) float64, LFE
     channels 0. ``extra_scale`` (B,) multiplies each block's gains (audioObject gain and
-    mute). ``reference_screen``: the programme's (for screenRef). Warnings of the standard's
+    mute). ``reference_screen``: the programme's (for screenRef); ``reproduction_screen``: the
+    room's (None: no screen). Warnings of the standard's
     steps are appended to ``messages``. See :func:`direct_diffuse_split`.
 
     Blocks that are plain point sources take one batched JAX call per panner; the others go
@@ -172,7 +174,7 @@ def object_block_gains(
         chosen = [b for b, f in zip(blocks, full) if f]
         speaker_gains[full] = _full_pipeline_gains(
             panner.layout, chosen, coords[full], cartesian[full], reference_screen,
-            messages) * scale[full, None]
+            reproduction_screen, messages) * scale[full, None]
     gains = np.zeros((n_blocks, n_channels))
     gains[:, ~panner.lfe_mask] = speaker_gains
     return gains
@@ -180,7 +182,7 @@ def object_block_gains(
 
 def _full_pipeline_gains(layout: Layout, blocks: Sequence[ObjectsBlock], coords: np.ndarray,
                          cartesian: np.ndarray, reference_screen: Screen,
-                         messages: list[str] | None) -> np.ndarray:
+                         reproduction: Screen | None, messages: list[str] | None) -> np.ndarray:
     """The BS.2127 clause 7.3 gain calculation for B blocks, in the standard's order:
     position, screen scaling (7.3.3), screen edge lock (7.3.4), channel lock (7.3.5, with the
     zone-excluded loudspeakers removed for cartesian blocks), divergence (7.3.7), extent
@@ -188,7 +190,6 @@ def _full_pipeline_gains(layout: Layout, blocks: Sequence[ObjectsBlock], coords:
     exclusion for polar blocks (7.3.11). Returns (B, n_speakers) gains without block gain.
     """
     b = len(blocks)
-    reproduction = DEFAULT_SCREEN
     positions = np.where(
         cartesian[:, None], np.clip(coords, -1.0, 1.0),
         _spherical(coords[:, 0], coords[:, 1], coords[:, 2]))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from adm.items import DirectSpeakersRenderItem, HoaRenderItem, ObjectRenderItem
-from adm.model import ObjectsBlock
+from adm.model import DEFAULT_SCREEN, ObjectsBlock, Screen
 from layouts.model import Layout
 from renderer.direct_speakers import configure_direct_speakers, direct_speakers_gains
 from renderer.hoa import hoa_warnings
@@ -49,9 +49,12 @@ def _object_scale(item) -> float:
 
 
 def build_gain_plan(
-    items: Sequence, layout: Layout, sample_rate: int, source: str = ""
+    items: Sequence, layout: Layout, sample_rate: int, source: str = "",
+    screen: Screen | None = DEFAULT_SCREEN,
 ) -> GainPlan:
-    """Gain plan for ``items`` (from :func:`adm.items.select_items`) rendered to ``layout``."""
+    """Gain plan for ``items`` (from :func:`adm.items.select_items`) rendered to ``layout``,
+    whose reproduction screen is ``screen`` (None: no screen; screenRef and screenEdgeLock
+    then leave positions unchanged)."""
     where = f"{source}: " if source else ""
     n_out = layout.n_channels
     has_diffuse = False
@@ -74,6 +77,7 @@ def build_gain_plan(
         messages: list[str] = []
         gains = object_block_gains(panner, all_blocks, np.array(all_scale),
                                    reference_screen=object_items[0].context.reference_screen,
+                                   reproduction_screen=screen,
                                    messages=messages)
         warnings.extend(f"{where}{m}" for m in dict.fromkeys(messages))
         direct, diffuse = direct_diffuse_split(gains, all_blocks)
@@ -96,7 +100,7 @@ def build_gain_plan(
                          for track, g in inputs)
 
     if direct_items:
-        ds_panner = configure_direct_speakers(layout)
+        ds_panner = configure_direct_speakers(layout, screen=screen)
         for item in direct_items:
             inputs = item_inputs(item, sample_rate, where)  # Matrix packs: a mix of tracks
             if not inputs:

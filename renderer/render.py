@@ -17,7 +17,7 @@ import numpy as np
 from adm.bw64 import Bw64Reader, Bw64Writer
 from adm.importance import filter_by_importance
 from adm.items import select_items
-from adm.model import AdmDocument, AdmError
+from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, Screen
 from adm.timing_fixes import check_block_timing
 from adm.xml import apply_chna, parse_adm_xml
 from layouts import get_layout
@@ -117,8 +117,11 @@ def render_file(
         raise RenderError(f"--output-gain-db {output_gain_db} is not a finite gain")
     _check_output_path(output_path)
     upmix, room_notes = None, []
+    screen: Screen | None = DEFAULT_SCREEN  # the reproduction screen (BS.2051 layouts: default)
     if speakers_file is not None:  # real room: real positions, routing and gains (BS.2127)
-        target, upmix, room_notes = apply_real_layout(target, load_speakers_file(speakers_file))
+        room = load_speakers_file(speakers_file)
+        screen = room.screen
+        target, upmix, room_notes = apply_real_layout(target, room)
         upmix = upmix.T.astype(np.float32)  # (n_layout, n_file): out = rendered @ upmix
     n_file = target.n_channels if upmix is None else upmix.shape[1]
 
@@ -130,7 +133,8 @@ def render_file(
                              source=str(input_path))
         if importance_threshold is not None:
             items = filter_by_importance(items, importance_threshold)
-        plan = build_gain_plan(items, target, reader.sample_rate, source=str(input_path))
+        plan = build_gain_plan(items, target, reader.sample_rate, source=str(input_path),
+                               screen=screen)
         width = 2 * plan.n_outputs if plan.diffuse else plan.n_outputs
         mixer = Mixer(plan.segments, width, reader.channels)
         # BS.2127 diffuse path: decorrelate the diffuse signals and add them to the direct

@@ -58,3 +58,22 @@ def test_cartesian_size_spreads_an_object_symmetrically():
     assert g["M+110"] == pytest.approx(g["M-110"], abs=1e-6)
     assert g["LFE1"] == 0.0
     assert sum(v * v for v in g.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_screen_edge_lock_follows_the_reproduction_screen():
+    from adm.model import DEFAULT_SCREEN, ScreenEdgeLock
+
+    layout = get_layout("0+5+0")
+    panner = configure_objects(layout)
+    locked = ObjectsBlock(id="b", position=PolarPosition(10.0),
+                          screen_edge_lock=ScreenEdgeLock("left", None))
+
+    def plain(azimuth):
+        return object_block_gains(panner, [ObjectsBlock(id="p", position=PolarPosition(azimuth))])
+
+    # the default screen is 58 degrees wide, centred: its left edge is at +29 degrees
+    with_screen = object_block_gains(panner, [locked], reproduction_screen=DEFAULT_SCREEN)
+    np.testing.assert_allclose(with_screen, plain(29.0), atol=1e-6)
+    # no reproduction screen (a room without one): the lock does nothing
+    without = object_block_gains(panner, [locked], reproduction_screen=None)
+    np.testing.assert_allclose(without, plain(10.0), atol=1e-6)
