@@ -18,7 +18,7 @@ from adm.model import DEFAULT_SCREEN, ObjectsBlock, Screen
 from layouts.model import Layout
 from renderer.direct_speakers import configure_direct_speakers, direct_speakers_gains
 from renderer.hoa import hoa_warnings
-from renderer.matrix import hoa_item_segments, item_inputs
+from renderer.matrix import DelayedTracks, hoa_item_segments, item_inputs
 from renderer.objects import configure_objects, direct_diffuse_split, object_block_gains
 from renderer.timing import Segments, block_timings, segments_for_track
 
@@ -36,6 +36,7 @@ class GainPlan:
     n_outputs: int
     warnings: tuple[str, ...] = field(default=())
     diffuse: bool = False
+    delayed_tracks: tuple[tuple[int, int], ...] = ()  # (file track, delay samples): see matrix
 
 
 def _pad(gains: np.ndarray) -> np.ndarray:
@@ -50,14 +51,16 @@ def _object_scale(item) -> float:
 
 def build_gain_plan(
     items: Sequence, layout: Layout, sample_rate: int, source: str = "",
-    screen: Screen | None = DEFAULT_SCREEN,
+    screen: Screen | None = DEFAULT_SCREEN, n_tracks: int | None = None,
 ) -> GainPlan:
     """Gain plan for ``items`` (from :func:`adm.items.select_items`) rendered to ``layout``,
     whose reproduction screen is ``screen`` (None: no screen; screenRef and screenEdgeLock
-    then leave positions unchanged)."""
+    then leave positions unchanged). ``n_tracks``: the file's track count, needed only for
+    Matrix coefficient delays (delayed copies of tracks are numbered after the file's)."""
     where = f"{source}: " if source else ""
     n_out = layout.n_channels
     has_diffuse = False
+    delayed = DelayedTracks(n_tracks) if n_tracks is not None else None
     parts: list[Segments] = []
     loudspeaker_only: list[Segments] = []
     warnings: list[str] = []
@@ -88,7 +91,7 @@ def build_gain_plan(
             n = len(item.channel_format.blocks)
             item_gains = gains[offset:offset + n]
             offset += n
-            inputs = item_inputs(item, sample_rate, where)  # Matrix packs: a mix of tracks
+            inputs = item_inputs(item, sample_rate, where, delayed)  # Matrix: a track mix
             if not inputs:
                 continue
             timings = block_timings(
@@ -102,7 +105,7 @@ def build_gain_plan(
     if direct_items:
         ds_panner = configure_direct_speakers(layout, screen=screen)
         for item in direct_items:
-            inputs = item_inputs(item, sample_rate, where)  # Matrix packs: a mix of tracks
+            inputs = item_inputs(item, sample_rate, where, delayed)  # Matrix: a track mix
             if not inputs:
                 continue
             blocks = item.channel_format.blocks
@@ -120,7 +123,8 @@ def build_gain_plan(
                                     for track, g in inputs)
 
     for item in hoa_items:
-        loudspeaker_only.append(hoa_item_segments(item, layout, sample_rate, where=where))
+        loudspeaker_only.append(hoa_item_segments(item, layout, sample_rate, where=where,
+                                                  delayed=delayed))
         warnings.extend(f"{where}{note}" for note in hoa_warnings(item))
 
     if has_diffuse:  # DirectSpeakers and HOA have no diffuse part
@@ -129,4 +133,5 @@ def build_gain_plan(
     parts.extend(loudspeaker_only)
     width = 2 * n_out if has_diffuse else n_out
     return GainPlan(segments=Segments.concatenate(parts, width), n_outputs=n_out,
-                    warnings=tuple(warnings), diffuse=has_diffuse)
+                    warnings=tuple(warnings), diffuse=has_diffuse,
+                    delayed_tracks=tuple(delayed.delays) if delayed is not None else ())

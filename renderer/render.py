@@ -26,6 +26,7 @@ from layouts.speakers_file import apply_real_layout, load_speakers_file
 from renderer.decorrelation import DiffuseMixer, design_decorrelators
 from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
+from renderer.matrix import TrackDelayer
 from renderer.plan import build_gain_plan
 
 
@@ -134,9 +135,11 @@ def render_file(
         if importance_threshold is not None:
             items = filter_by_importance(items, importance_threshold)
         plan = build_gain_plan(items, target, reader.sample_rate, source=str(input_path),
-                               screen=screen)
+                               screen=screen, n_tracks=reader.channels)
         width = 2 * plan.n_outputs if plan.diffuse else plan.n_outputs
-        mixer = Mixer(plan.segments, width, reader.channels)
+        # Matrix coefficient delays: delayed copies of tracks follow the file's tracks
+        delayer = TrackDelayer(list(plan.delayed_tracks), reader.channels)
+        mixer = Mixer(plan.segments, width, reader.channels + len(plan.delayed_tracks))
         # BS.2127 diffuse path: decorrelate the diffuse signals and add them to the direct
         # ones, aligned so that the output starts at time 0 and has the input's length.
         diffuse = DiffuseMixer(design_decorrelators(target)) if plan.diffuse else None
@@ -187,11 +190,13 @@ def render_file(
             # mixing kernel (fewer bytes to copy, no host decoding); on the CPU the reader's
             # threaded numpy decoding is faster (benchmarks/README.md).
             encoding = reader.raw_encoding
-            if encoding is None or jax.default_backend() == "cpu":
+            if encoding is None or jax.default_backend() == "cpu" or plan.delayed_tracks:
                 blocks, encoding = reader.iter_blocks(mixer.frames_per_call), "float"
             else:
                 blocks = reader.iter_raw_blocks(mixer.frames_per_call)
             for block in blocks:
+                if encoding == "float":
+                    block = delayer.process(block)
                 result = mixer.dispatch(block, encoding)
                 if pending is not None:
                     finish(*pending)

@@ -218,16 +218,36 @@ def test_render_file_matrix(tmp_path, usage, side_gain, expected):
 # --------------------------------------------------------------------------------------------
 
 
-def test_delays():
+def test_delays(tmp_path):
+    import soundfile as sf
+
+    from renderer.render import render_file
+
     layout = get_layout("0+2+0")
-    doc, _ = ms_document("direct", delay=1.0)
+    doc, chna = ms_document("direct", delay=1.0)
     items = select_items(doc)
     assert stereo_items(doc)[LEFT].track_mix == ((0, 1.0, 1.0), (1, 1.0, 0.0))
-    with pytest.raises(AdmError, match="Matrix delays are not supported yet"):
+    # without the file's track count there is nowhere to put a delayed copy of a track
+    with pytest.raises(AdmError, match="Matrix delays are not supported here"):
         build_gain_plan(items, layout, 48000)
+    plan = build_gain_plan(items, layout, 48000, n_tracks=2)
+    assert plan.delayed_tracks == ((0, 48),)  # 1 ms at 48 kHz, on track 0 (M)
     # a delay below half a sample rounds to no delay
-    doc, _ = ms_document("decode", delay=0.01)
-    assert build_gain_plan(select_items(doc), layout, 48000).segments.track.size == 4
+    doc2, _ = ms_document("decode", delay=0.01)
+    assert build_gain_plan(select_items(doc2), layout, 48000).segments.track.size == 4
+
+    # rendered: L = M delayed by 48 samples + S, R = M - S (BS.2076-2 coefficient delay)
+    sr, n = 48000, 3000
+    audio = np.random.default_rng(5).uniform(-0.4, 0.4, (n, 2))
+    source = tmp_path / "ms.wav"
+    write_adm_bwf(source, audio, sr, doc, chna, bit_depth=32, sample_format="float")
+    out = tmp_path / "out.wav"
+    render_file(source, out, "0+2+0")
+    rendered, _ = sf.read(out, dtype="float64")
+    m, side = audio[:, 0], audio[:, 1]
+    m_delayed = np.concatenate([np.zeros(48), m[:-48]])
+    np.testing.assert_allclose(rendered[:, 0], m_delayed + side, atol=1e-6)
+    np.testing.assert_allclose(rendered[:, 1], m - side, atol=1e-6)
 
 
 @pytest.mark.parametrize("attr, name", [("gain_var", "gainVar"), ("phase_var", "phaseVar"),
@@ -269,3 +289,19 @@ def test_structure_errors():
                   else p for p in doc.pack_formats)
     with pytest.raises(AdmError, match="encodePackFormat AP_00021001 is not an encode"):
         select_items(dataclasses.replace(doc, pack_formats=packs))
+
+
+def test_track_delayer_across_blocks():
+    from renderer.matrix import TrackDelayer
+
+    x = np.random.default_rng(2).standard_normal((1000, 3)).astype(np.float32)
+    delayer = TrackDelayer([(2, 7), (0, 300)], 3)
+    sizes = [1, 5, 250, 3, 400, 341]
+    out, start = [], 0
+    for size in sizes:
+        out.append(delayer.process(x[start:start + size]))
+        start += size
+    y = np.concatenate(out)
+    np.testing.assert_array_equal(y[:, :3], x)
+    np.testing.assert_array_equal(y[:, 3], np.concatenate([np.zeros(7), x[:-7, 2]]))
+    np.testing.assert_array_equal(y[:, 4], np.concatenate([np.zeros(300), x[:-300, 0]]))
