@@ -23,7 +23,6 @@ from adm.xml import apply_chna, parse_adm_xml
 from layouts import get_layout
 from layouts.model import Layout
 from layouts.speakers_file import apply_real_layout, load_speakers_file
-from renderer.decorrelation import DiffuseMixer, design_decorrelators
 from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
 from renderer.matrix import TrackDelayer
@@ -142,7 +141,11 @@ def render_file(
         mixer = Mixer(plan.segments, width, reader.channels + len(plan.delayed_tracks))
         # BS.2127 diffuse path: decorrelate the diffuse signals and add them to the direct
         # ones, aligned so that the output starts at time 0 and has the input's length.
-        diffuse = DiffuseMixer(design_decorrelators(target)) if plan.diffuse else None
+        diffuse = None
+        if plan.diffuse:
+            from renderer.decorrelation import DiffuseMixer, design_decorrelators  # scipy.fft
+
+            diffuse = DiffuseMixer(design_decorrelators(target))
         report = RenderReport(output=output_path, layout=target, frames=reader.frames,
                               sample_rate=reader.sample_rate,
                               peak=np.zeros(n_file),
