@@ -760,14 +760,7 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
                 n_cart += 1
             lock = child.get("screenEdgeLock")
             if lock is not None:
-                lock = lock.strip()
-                if coord in ("azimuth", "X") and lock in ("left", "right"):
-                    edge_h = lock
-                elif coord in ("elevation", "Z") and lock in ("top", "bottom"):
-                    edge_v = lock
-                else:
-                    raise ctx.error(child, bid, f"screenEdgeLock {lock!r} is not valid on the "
-                                    f"{coord} coordinate")
+                edge_h, edge_v = _screen_edge_lock(ctx, child, bid, coord, lock, edge_h, edge_v)
         elif name == "cartesian":
             text = child.text
             cartesian_flag = _BOOLS.get(text)  # type: ignore[arg-type]
@@ -886,6 +879,17 @@ def _bounded(ctx: _Ctx, el: etree._Element, bid: str, coord: str,
     return BoundedValue(values["value"], values.get("min"), values.get("max"))
 
 
+def _screen_edge_lock(ctx, child, bid: str, coord: str, lock: str,
+                      edge_h: str | None, edge_v: str | None) -> tuple[str | None, str | None]:
+    """Apply a position element's screenEdgeLock attribute to (horizontal, vertical)."""
+    lock = lock.strip()
+    if coord in ("azimuth", "X") and lock in ("left", "right"):
+        return lock, edge_v
+    if coord in ("elevation", "Z") and lock in ("top", "bottom"):
+        return edge_h, lock
+    raise ctx.error(child, bid, f"screenEdgeLock {lock!r} is not valid on the {coord} coordinate")
+
+
 def _direct_speakers_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> DirectSpeakersBlock:
     """DirectSpeakers audioBlockFormat (clause 5.4.3.1)."""
     bid = _block_id(ctx, el, channel_id)
@@ -917,14 +921,7 @@ def _direct_speakers_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> Di
             slot[bound] = ctx.float(child, bid, what, child.text)
             lock = child.get("screenEdgeLock")
             if lock is not None:
-                lock = lock.strip()
-                if coord in ("azimuth", "X") and lock in ("left", "right"):
-                    edge_h = lock
-                elif coord in ("elevation", "Z") and lock in ("top", "bottom"):
-                    edge_v = lock
-                else:
-                    raise ctx.error(child, bid, f"screenEdgeLock {lock!r} is not valid on the "
-                                    f"{coord} coordinate")
+                edge_h, edge_v = _screen_edge_lock(ctx, child, bid, coord, lock, edge_h, edge_v)
         elif name == "speakerLabel":
             labels.append((child.text or "").strip())
         elif name == "gain":
