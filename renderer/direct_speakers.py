@@ -374,7 +374,11 @@ def _is_lfe_channel(panner: DirectSpeakersPanner, block: DirectSpeakersBlock,
         nominal_speaker_label(label, panner.substitutions) in _LFE_LABELS
         for label in block.speaker_labels
     )
-    if by_frequency != by_label and block.speaker_labels:
+    # A low-pass channel labelled with another spelling of LFE (Dolby's "RC_LFE") agrees in
+    # substance: only a real disagreement is reported.
+    lfe_like_label = any("LFE" in label.upper() for label in block.speaker_labels)
+    if by_frequency != by_label and block.speaker_labels and not (
+            by_frequency and lfe_like_label):
         warnings.warn(
             f"audioBlockFormat {block.id}: LFE indication from the frequency element does not "
             "match the speakerLabel",

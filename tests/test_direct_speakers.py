@@ -369,3 +369,11 @@ def test_mapping_rules_centre_to_stereo(panners):
     g = direct_speakers_gains(panners("0+2+0"), polar(0.0, labels=("LFE1",)), LFE_FREQ,
                               ("AP_00010003",))
     np.testing.assert_array_equal(g, [0.0, 0.0])
+
+
+def test_dolby_lfe_label_with_low_pass_is_lfe_without_warning(panners):
+    p = panners("0+5+0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = direct_speakers_gains(p, polar(0.0, labels=("RC_LFE",)), Frequency(low_pass=120.0))
+    np.testing.assert_array_equal(g, one_hot("0+5+0", "LFE1"))
