@@ -44,6 +44,21 @@ def _pad(gains: np.ndarray) -> np.ndarray:
     return np.concatenate([gains, np.zeros_like(gains)], axis=1)
 
 
+def _item_segments(item, gains: np.ndarray, sample_rate: int, where: str,
+                   delayed: DelayedTracks | None, interpolate: bool) -> list[Segments]:
+    """Segments of one Objects or DirectSpeakers item: its blocks' timing applied to
+    ``gains`` (B, n) on each track feeding it (one, or a Matrix mix with gains); [] if silent.
+    """
+    inputs = item_inputs(item, sample_rate, where, delayed)
+    if not inputs:
+        return []
+    channel = item.channel_format
+    timings = block_timings(channel.blocks, sample_rate, item.context.object_start,
+                            item.context.object_duration, interpolate=interpolate,
+                            where=f"{where}audioChannelFormat {channel.id}: ")
+    return [segments_for_track(track, timings, gains * np.float32(g)) for track, g in inputs]
+
+
 def _object_scale(item) -> float:
     context = item.context
     return 0.0 if context.object_mute else context.object_gain
@@ -91,23 +106,14 @@ def build_gain_plan(
             n = len(item.channel_format.blocks)
             item_gains = gains[offset:offset + n]
             offset += n
-            inputs = item_inputs(item, sample_rate, where, delayed)  # Matrix: a track mix
-            if not inputs:
-                continue
-            timings = block_timings(
-                item.channel_format.blocks, sample_rate, item.context.object_start,
-                item.context.object_duration, interpolate=True,
-                where=f"{where}audioChannelFormat {item.channel_format.id}: ",
-            )
-            parts.extend(segments_for_track(track, timings, item_gains * np.float32(g))
-                         for track, g in inputs)
+            parts.extend(_item_segments(item, item_gains, sample_rate, where, delayed,
+                                        interpolate=True))
 
     if direct_items:
         ds_panner = configure_direct_speakers(layout, screen=screen)
         for item in direct_items:
-            inputs = item_inputs(item, sample_rate, where, delayed)  # Matrix: a track mix
-            if not inputs:
-                continue
+            if item.track_index is None and item.track_mix is None:
+                continue  # silent
             blocks = item.channel_format.blocks
             scale = _object_scale(item)
             gains = np.array([
@@ -115,12 +121,8 @@ def build_gain_plan(
                                       item.context.pack_format_ids) * block.gain * scale
                 for block in blocks
             ]).reshape(len(blocks), n_out)
-            timings = block_timings(
-                blocks, sample_rate, item.context.object_start, item.context.object_duration,
-                interpolate=False, where=f"{where}audioChannelFormat {item.channel_format.id}: ",
-            )
-            loudspeaker_only.extend(segments_for_track(track, timings, gains * g)
-                                    for track, g in inputs)
+            loudspeaker_only.extend(_item_segments(item, gains, sample_rate, where, delayed,
+                                                   interpolate=False))
 
     for item in hoa_items:
         loudspeaker_only.append(hoa_item_segments(item, layout, sample_rate, where=where,
