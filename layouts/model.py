@@ -94,7 +94,13 @@ class Layout:
         return np.array([s.unit_vector for s in self.speakers]).reshape(-1, 3)
 
 
-def polar_to_cartesian(azimuth: float, elevation: float, distance: float = 1.0) -> np.ndarray:
-    """(3,) X right, Y front, Z up from degrees (azimuth anticlockwise from front)."""
-    az, el = np.radians(azimuth), np.radians(elevation)
-    return distance * np.array([-np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)])
+def polar_to_cartesian(azimuth, elevation, distance=1.0) -> np.ndarray:
+    """X right, Y front, Z up from degrees (azimuth anticlockwise from front) and distance.
+
+    Scalars give shape (3,); arrays broadcast together and give (..., 3).
+    """
+    az, el, dist = np.broadcast_arrays(np.radians(np.asarray(azimuth, dtype=float)),
+                                       np.radians(np.asarray(elevation, dtype=float)),
+                                       np.asarray(distance, dtype=float))
+    return np.stack([-np.sin(az) * np.cos(el) * dist, np.cos(az) * np.cos(el) * dist,
+                     np.sin(el) * dist], axis=-1)

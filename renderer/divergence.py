@@ -20,16 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from layouts.model import polar_to_cartesian
+
 __all__ = ["DEFAULT_AZIMUTH_RANGE", "diverge"]
 
 DEFAULT_AZIMUTH_RANGE = 45.0  # degrees (BS.2076 default of azimuthRange)
-
-
-def _cart(az: np.ndarray, el: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    a, e = np.radians(az), np.radians(el)
-    return np.stack(
-        [np.sin(-a) * np.cos(e) * dist, np.cos(-a) * np.cos(e) * dist, np.sin(e) * dist], axis=-1
-    )
 
 
 def diverge(
@@ -95,15 +90,15 @@ def diverge(
         # local axes (b, 3 axes, 3): right, front (the block's direction), up
         axes = np.stack(
             [
-                _cart(az - 90.0, np.zeros_like(el), np.ones_like(el)),
-                _cart(az, el, np.ones_like(el)),
-                _cart(az, el + 90.0, np.ones_like(el)),
+                polar_to_cartesian(az - 90.0, np.zeros_like(el), np.ones_like(el)),
+                polar_to_cartesian(az, el, np.ones_like(el)),
+                polar_to_cartesian(az, el + 90.0, np.ones_like(el)),
             ],
             axis=1,
         )
         zeros = np.zeros_like(ar)
-        left_local = _cart(ar, zeros, dist)  # (b, 3) coordinates in the local axes
-        right_local = _cart(-ar, zeros, dist)
+        left_local = polar_to_cartesian(ar, zeros, dist)  # (b, 3) coordinates in the local axes
+        right_local = polar_to_cartesian(-ar, zeros, dist)
         left = np.einsum("bi,bij->bj", left_local, axes)
         right = np.einsum("bi,bij->bj", right_local, axes)
         sources[rows] = np.stack([left, p, right], axis=1)

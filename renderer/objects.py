@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from adm.model import DEFAULT_SCREEN, CartesianPosition, ObjectsBlock, PolarPosition, Screen
-from layouts.model import Layout
+from layouts.model import Layout, polar_to_cartesian
 from renderer.allocentric import AllocentricPanner, allocentric_gains, configure_allocentric
 from renderer.allocentric_extent import (
     allocentric_extent_gains_batched,
@@ -192,7 +192,7 @@ def _full_pipeline_gains(layout: Layout, blocks: Sequence[ObjectsBlock], coords:
     b = len(blocks)
     positions = np.where(
         cartesian[:, None], np.clip(coords, -1.0, 1.0),
-        _spherical(coords[:, 0], coords[:, 1], coords[:, 2]))
+        polar_to_cartesian(coords[:, 0], coords[:, 1], coords[:, 2]))
     positions = screen_scale(positions, np.array([x.screen_ref for x in blocks]),
                              reference_screen, reproduction, cartesian, layout)
     positions = screen_edge_lock(
@@ -241,13 +241,6 @@ def _full_pipeline_gains(layout: Layout, blocks: Sequence[ObjectsBlock], coords:
     if polar.any():
         gains[polar] = apply_zone_exclusion(layout, gains[polar], excluded[polar])
     return np.nan_to_num(gains)
-
-
-def _spherical(azimuth: np.ndarray, elevation: np.ndarray, distance: np.ndarray) -> np.ndarray:
-    """(B, 3) X, Y, Z of polar positions (degrees; distance 1 = on the loudspeakers)."""
-    az, el = np.radians(azimuth), np.radians(elevation)
-    return distance[:, None] * np.stack(
-        [-np.sin(az) * np.cos(el), np.cos(az) * np.cos(el), np.sin(el)], axis=1)
 
 
 @functools.lru_cache(maxsize=16)

@@ -55,17 +55,6 @@ def _elevation(v: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(v[..., 2], np.hypot(v[..., 0], v[..., 1])))
 
 
-def _cart(az: np.ndarray, el: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """(..., 3) cartesian vectors from azimuth/elevation (degrees) and distance."""
-    az, el, dist = np.broadcast_arrays(
-        np.asarray(az, dtype=float), np.asarray(el, dtype=float), np.asarray(dist, dtype=float)
-    )
-    a, e = np.radians(az), np.radians(el)
-    return np.stack(
-        [np.sin(-a) * np.cos(e) * dist, np.cos(-a) * np.cos(e) * dist, np.sin(e) * dist], axis=-1
-    )
-
-
 def _wrap_from(x: np.ndarray, start: np.ndarray | float) -> np.ndarray:
     """The angle ``x`` (degrees) shifted by whole turns into [start, start + 360)."""
     out = start + np.mod(np.asarray(x, dtype=float) - start, 360.0)
@@ -322,7 +311,7 @@ def screen_scale(
     if np.any(polar_rows):
         p = positions[polar_rows]
         az, el = _scale_az_el(_azimuth(p), _elevation(p), ref, rep)
-        out[polar_rows] = _cart(az, el, np.linalg.norm(p, axis=-1))
+        out[polar_rows] = polar_to_cartesian(az, el, np.linalg.norm(p, axis=-1))
 
     cart_rows = screen_ref & cartesian
     if np.any(cart_rows):
@@ -399,7 +388,7 @@ def screen_edge_lock(
     if np.any(polar_rows):
         p = positions[polar_rows]
         az, el = lock(_azimuth(p), _elevation(p), polar_rows)
-        out[polar_rows] = _cart(az, el, np.linalg.norm(p, axis=-1))
+        out[polar_rows] = polar_to_cartesian(az, el, np.linalg.norm(p, axis=-1))
 
     cart_rows = modify & cartesian
     if np.any(cart_rows):
