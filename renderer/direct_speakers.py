@@ -504,6 +504,7 @@ def direct_speakers_gains(
     frequency: Frequency,
     pack_format_ids: tuple[str, ...] = (),
     screen_edge_lock: ScreenEdgeLock | None = None,
+    pack_is_common_definition: bool = True,
 ) -> np.ndarray:
     """(n_channels,) linear gains (LFE channels included, layout order) for one DirectSpeakers
     audioBlockFormat (BS.2127 clause 8).
@@ -511,7 +512,9 @@ def direct_speakers_gains(
     ``frequency`` is the audioChannelFormat's frequency element (LFE decision).
     ``pack_format_ids`` is the chain of audioPackFormat IDs leading to the channel, outermost
     first; the last one (the pack that holds the channel) selects the mapping rules if it is an
-    ITU common-definition pack listed in :data:`ITU_PACK_LAYOUTS`. ``screen_edge_lock`` is the
+    ITU common-definition pack listed in :data:`ITU_PACK_LAYOUTS` and
+    ``pack_is_common_definition`` (it came from the BS.2094 definitions, not from the file's
+    own XML). ``screen_edge_lock`` is the
     position's screenEdgeLock (default: the block's ``screen_edge_lock`` attribute if it has
     one, else none); it moves a polar position to the reproduction screen's edge.
 
@@ -534,7 +537,8 @@ def direct_speakers_gains(
         )
 
     # 1. mapping rules for ITU common-definition packs
-    gains = _mapping_rule_gains(panner, block, pack_format_ids)
+    gains = _mapping_rule_gains(panner, block, pack_format_ids if pack_is_common_definition
+                                else ())
     if gains is not None:
         return gains
 

@@ -117,8 +117,11 @@ def build_gain_plan(
             blocks = item.channel_format.blocks
             scale = _object_scale(item)
             gains = np.array([
-                direct_speakers_gains(ds_panner, block, item.channel_format.frequency,
-                                      item.context.pack_format_ids) * block.gain * scale
+                direct_speakers_gains(
+                    ds_panner, block, item.channel_format.frequency,
+                    item.context.pack_format_ids,
+                    pack_is_common_definition=item.pack_is_common_definition,
+                ) * block.gain * scale
                 for block in blocks
             ]).reshape(len(blocks), n_out)
             loudspeaker_only.extend(_item_segments(item, gains, sample_rate, where, delayed,

@@ -377,3 +377,20 @@ def test_dolby_lfe_label_with_low_pass_is_lfe_without_warning(panners):
         warnings.simplefilter("error")
         g = direct_speakers_gains(p, polar(0.0, labels=("RC_LFE",)), Frequency(low_pass=120.0))
     np.testing.assert_array_equal(g, one_hot("0+5+0", "LFE1"))
+
+
+def test_mapping_rules_only_for_common_definition_packs(panners):
+    # M+090 of 22.2 on 0+5+0: the BS.2127 rule gives sqrt(1/3) to M+030 and sqrt(2/3) to
+    # M+110, but only for the BS.2094 pack; a file's own pack with that ID is panned by
+    # position instead (between M+030 and M+110, with other gains, power 1).
+    block = polar(90.0, labels=("M+090",))
+    rule = dict(zip(get_layout("0+5+0").channel_names,
+                    direct_speakers_gains(panners("0+5+0"), block, NO_FREQ, ("AP_00010009",))))
+    assert rule["M+030"] == pytest.approx(np.sqrt(1 / 3), abs=1e-6)
+    assert rule["M+110"] == pytest.approx(np.sqrt(2 / 3), abs=1e-6)
+    own = direct_speakers_gains(panners("0+5+0"), block, NO_FREQ, ("AP_00010009",),
+                                pack_is_common_definition=False)
+    g = dict(zip(get_layout("0+5+0").channel_names, own))
+    assert float(np.sum(own ** 2)) == pytest.approx(1.0, abs=1e-6)
+    assert g["M+030"] > 0 and g["M+110"] > 0
+    assert g["M+110"] != pytest.approx(rule["M+110"], abs=1e-3)
