@@ -1,15 +1,22 @@
 """File-to-file rendering: the Python API under ``dubstage render``.
 
 Data flows one way: BW64 bytes -> ADM model -> render items -> gain plan -> streamed audio.
+One read of the input feeds any number of outputs (loudspeaker layouts, binaural, stems of
+chosen audioContents): their gain plans are mixed side by side by one :class:`Mixer`, and each
+output's frames go through its own post-processing (diffuse decorrelation, head-related
+filters), gain, peak and loudness meters and writer.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -21,23 +28,50 @@ from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, Screen
 from adm.timing_fixes import check_block_timing
 from adm.xml import apply_chna, parse_adm_xml
 from layouts import get_layout
-from layouts.model import Layout
+from layouts.model import Layout, Speaker
 from layouts.speakers_file import apply_real_layout, load_speakers_file
 from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
 from renderer.matrix import TrackDelayer
-from renderer.plan import build_gain_plan
+from renderer.plan import GainPlan, build_gain_plan
+from renderer.timing import Segments
+
+BINAURAL = "binaural"
+"""Layout name of the two-channel headphone render (:mod:`renderer.binaural`)."""
+
+BINAURAL_LAYOUT = Layout(
+    name=BINAURAL,
+    speakers=(Speaker("left ear", 30.0, 0.0), Speaker("right ear", -30.0, 0.0)),
+    description="binaural (headphones): left and right ear",
+)
+"""Pseudo-layout naming the two ear signals of a binaural render (for reports and meters)."""
 
 
 class RenderError(ValueError):
     """A render that cannot go ahead (bad option, overload with --fail-on-overload, ...)."""
 
 
+@dataclass(frozen=True)
+class OutputRequest:
+    """One file to write from the input.
+
+    ``layout``: a layout name ("7.1.4", "4+7+0", ...), ``"binaural"``, or a :class:`Layout`.
+    ``content_ids``: render only these audioContents (IDs or names), a *stem*; None renders
+    the whole programme. ``path`` None: measured only (loudness), nothing written.
+    """
+
+    path: Path | None
+    layout: str | Layout
+    content_ids: tuple[str, ...] | None = None
+    name: str = ""
+
+
 @dataclass
 class RenderReport:
-    """What a render did: output path and shape, peaks per channel, clipped samples, notes."""
+    """What a render did for one output: path and shape, peaks per channel, clipped samples,
+    loudness (when measured), notes."""
 
-    output: Path
+    output: Path | None
     layout: Layout
     frames: int
     sample_rate: int
@@ -45,6 +79,10 @@ class RenderReport:
     clipped_samples: int = 0
     warnings: list[str] = field(default_factory=list)
     channel_names: tuple[str, ...] = ()  # output channel names when not the layout's (-l)
+    name: str = ""
+    content_ids: tuple[str, ...] | None = None
+    loudness: Any = None           # renderer.loudness.LoudnessResult when measured
+    dialogue_loudness: Any = None  # the same for the dialogue content rendered alone
 
     @property
     def overloaded_channels(self) -> list[str]:
@@ -75,6 +113,353 @@ def _check_output_path(output_path: Path) -> None:
         raise RenderError(f"{output_path}: output path is a folder")
 
 
+def is_binaural(layout: str | Layout) -> bool:
+    """True for the headphone output's layout name ``"binaural"``."""
+    return isinstance(layout, str) and layout.strip().lower() == BINAURAL
+
+
+def content_object_ids(doc: AdmDocument, content_ids: Sequence[str], source: str = ""
+                       ) -> dict[str, tuple[str, ...]]:
+    """audioContent ID -> its audioObject IDs, for contents named by ID or by name.
+
+    Raises :class:`RenderError` naming the file for a content that is not in the document.
+    """
+    by_key = {}
+    for content in doc.contents:
+        by_key.setdefault(content.id, content)
+        by_key.setdefault(content.name, content)
+    found = {}
+    for key in content_ids:
+        content = by_key.get(key)
+        if content is None:
+            known = ", ".join(f"{c.id} ({c.name})" for c in doc.contents) or "none"
+            raise RenderError(f"{source}: no audioContent {key!r} (contents: {known})")
+        found[content.id] = content.object_ids
+    return found
+
+
+def dialogue_content_ids(doc: AdmDocument) -> tuple[str, ...]:
+    """IDs of the audioContents marked as dialogue (BS.2076 ``dialogue`` = 1)."""
+    return tuple(c.id for c in doc.contents if c.dialogue == 1)
+
+
+def _items_of_contents(items, object_ids: set[str]):
+    """The render items whose outermost audioObject is one of ``object_ids``."""
+    return tuple(i for i in items if i.context.object_ids and i.context.object_ids[0] in object_ids)
+
+
+def stem_file_name(pattern_or_folder: Path, input_path: Path, layout_name: str,
+                   stem_name: str | None) -> Path:
+    """File name of one output of a multi-output render.
+
+    ``pattern_or_folder``: a folder (files ``<input>_<layout>[_<stem>].wav`` are written in
+    it) or a path whose name contains ``{layout}`` and/or ``{stem}`` placeholders.
+    """
+    safe_layout = re.sub(r"[^A-Za-z0-9+.-]+", "_", layout_name)
+    safe_stem = re.sub(r"[^A-Za-z0-9+.-]+", "_", stem_name) if stem_name else ""
+    text = str(pattern_or_folder)
+    if "{layout}" in text or "{stem}" in text:
+        name = text.replace("{layout}", safe_layout).replace("{stem}", safe_stem or "mix")
+        return Path(name)
+    base = f"{input_path.stem}_{safe_layout}" + (f"_{safe_stem}" if safe_stem else "")
+    return pattern_or_folder / f"{base}.wav"
+
+
+class _SpeakerStage:
+    """Loudspeaker output: direct (+ decorrelated diffuse) signals of one plan's columns."""
+
+    def __init__(self, plan: GainPlan, layout: Layout) -> None:
+        self.n = plan.n_outputs
+        self.diffuse = None
+        if plan.diffuse:
+            from renderer.decorrelation import DiffuseMixer, design_decorrelators  # scipy.fft
+
+            self.diffuse = DiffuseMixer(design_decorrelators(layout))
+
+    def process(self, mixed: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+        if self.diffuse is None:
+            return mixed
+        return self.diffuse.process(mixed[:, :self.n], mixed[:, self.n:]).astype(np.float32)
+
+    def finish(self) -> np.ndarray:
+        if self.diffuse is None:
+            return np.zeros((0, self.n), np.float32)
+        return self.diffuse.finish().astype(np.float32)
+
+
+@dataclass
+class _Output:
+    """One output's configuration and running state during a render."""
+
+    request: OutputRequest
+    layout: Layout
+    plan: GainPlan
+    stage: Any
+    report: RenderReport
+    upmix: np.ndarray | None = None
+    writer: Bw64Writer | None = None
+    meter: Any = None
+    column: int = 0        # first column of this output's plan in the shared mix
+    measure_of: int | None = None  # dialogue measurement: index of the output it belongs to
+
+    @property
+    def width(self) -> int:
+        return self.plan.segments.gains_to.shape[1]
+
+
+_TIMING_FIELDS = ("track", "first", "last", "ramp_start", "ramp_step")
+
+
+def _shared_segments(built: Sequence[_Output]) -> tuple[Segments, int]:
+    """One set of segments mixing every output's plan side by side, and its column count.
+
+    Plans with the same segment timing (the same items rendered to different layouts) share
+    their segments, gains placed side by side, so the mixer's work per segment is done once;
+    the others are stacked with their gains in their own columns. Sets each ``column``.
+    """
+    groups: list[tuple[Segments, list[_Output]]] = []
+    for out in built:
+        seg = out.plan.segments
+        for first, members in groups:
+            if all(np.array_equal(getattr(first, f), getattr(seg, f)) for f in _TIMING_FIELDS):
+                members.append(out)
+                break
+        else:
+            groups.append((seg, [out]))
+    total = 0
+    for _, members in groups:
+        for out in members:
+            out.column = total
+            total += out.width
+    parts = []
+    for first, members in groups:
+        gains_from = np.zeros((len(first.track), total), np.float32)
+        gains_to = np.zeros_like(gains_from)
+        for out in members:
+            cols = slice(out.column, out.column + out.width)
+            gains_from[:, cols] = out.plan.segments.gains_from
+            gains_to[:, cols] = out.plan.segments.gains_to
+        parts.append(replace(first, gains_from=gains_from, gains_to=gains_to))
+    return Segments.concatenate(parts, total), total
+
+
+def render_outputs(
+    input_path: str | os.PathLike,
+    outputs: Sequence[OutputRequest],
+    *,
+    output_gain_db: float = 0.0,
+    programme_id: str | None = None,
+    complementary_object_ids: Sequence[str] = (),
+    fail_on_overload: bool = False,
+    strict: bool = False,
+    float_output: bool = False,
+    fix_block_timing: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    speakers_file: str | os.PathLike | None = None,
+    importance_threshold: int | None = None,
+    hrtf: Any = None,
+    head_orientation: Any = None,
+    measure_loudness: bool = False,
+    measure_dialogue: bool | None = None,
+) -> list[RenderReport]:
+    """Render an ADM BWF file to several outputs in one read of the input.
+
+    Each :class:`OutputRequest` names a file, a layout (or ``"binaural"``) and optionally
+    the audioContents to render (a stem). All outputs share the input reading and decoding and
+    one mixing pass. Returns one :class:`RenderReport` per request, in order.
+
+    ``speakers_file`` (a real room, ``-l``) applies to the loudspeaker outputs; ``hrtf`` (an
+    :class:`renderer.hrtf.HrtfSet` or a SOFA path; default the packaged set) and
+    ``head_orientation`` (:class:`renderer.binaural.HeadOrientation`) to binaural ones.
+    ``measure_loudness``: meter every output (ITU-R BS.1770: integrated, range, maxima, true
+    peak); ``measure_dialogue`` (default: with loudness) also renders the audioContents marked
+    as dialogue alone to each output's layout and measures them (no file is written for it).
+    See :func:`render_file` for the other options. Outputs are written to temporary files and
+    renamed when all are complete; on any error nothing is left behind.
+    """
+    configure_jax()
+    input_path = Path(input_path)
+    if not outputs:
+        raise RenderError(f"{input_path}: no outputs requested")
+    gain = 10.0 ** (output_gain_db / 20.0)
+    if not math.isfinite(gain):
+        raise RenderError(f"--output-gain-db {output_gain_db} is not a finite gain")
+    paths = [o.path for o in outputs if o.path is not None]
+    for path in paths:
+        _check_output_path(Path(path))
+    if len({os.path.realpath(p) for p in paths}) != len(paths):
+        raise RenderError(f"{input_path}: two outputs would be written to the same file")
+    if measure_dialogue is None:
+        measure_dialogue = measure_loudness
+    room = load_speakers_file(speakers_file) if speakers_file is not None else None
+    screen: Screen | None = DEFAULT_SCREEN if room is None else room.screen
+
+    with Bw64Reader(input_path) as reader:
+        source = str(input_path)
+        doc = read_adm(reader, strict=strict)
+        doc, timing_notes = check_block_timing(doc, fix=fix_block_timing)
+        all_items = select_items(doc, programme_id=programme_id,
+                                 complementary_object_ids=complementary_object_ids,
+                                 source=source)
+        if importance_threshold is not None:
+            all_items = filter_by_importance(all_items, importance_threshold)
+        dialogue_ids = dialogue_content_ids(doc) if measure_dialogue else ()
+        dialogue_objects = set()
+        for ids in content_object_ids(doc, dialogue_ids, source).values():
+            dialogue_objects.update(ids)
+        common_notes = [f"{input_path}: {note}" for note in timing_notes]
+        sr, n_file_tracks = reader.sample_rate, reader.channels
+
+        built: list[_Output] = []
+        seen_warnings: set[str] = set()
+
+        def configure(request: OutputRequest, items, measure_of: int | None) -> _Output:
+            if is_binaural(request.layout):
+                from renderer.binaural import HeadOrientation, configure_binaural
+
+                setup = configure_binaural(
+                    items, sr, n_file_tracks, hrtf=hrtf,
+                    orientation=head_orientation or HeadOrientation(), source=source)
+                plan, stage, layout, upmix = setup.plan, setup.stage(), BINAURAL_LAYOUT, None
+                notes = list(setup.warnings)
+            else:
+                layout = (get_layout(request.layout) if isinstance(request.layout, str)
+                          else request.layout)
+                upmix, notes = None, []
+                if room is not None:
+                    layout, upmix, notes = apply_real_layout(layout, room)
+                    upmix = upmix.T.astype(np.float32)  # (n_layout, n_file)
+                plan = build_gain_plan(items, layout, sr, source=source, screen=screen,
+                                       n_tracks=n_file_tracks)
+                stage = _SpeakerStage(plan, layout)
+                notes += list(plan.warnings)
+            n_out = layout.n_channels if upmix is None else upmix.shape[1]
+            fresh = [n for n in notes if n not in seen_warnings]
+            seen_warnings.update(fresh)
+            report = RenderReport(
+                output=request.path, layout=layout, frames=reader.frames, sample_rate=sr,
+                peak=np.zeros(n_out), warnings=fresh, name=request.name,
+                content_ids=request.content_ids)
+            if upmix is not None:
+                report.channel_names = tuple(f"channel {i}" for i in range(n_out))
+            return _Output(request, layout, plan, stage, report, upmix=upmix,
+                           measure_of=measure_of)
+
+        for request in outputs:
+            items = all_items
+            if request.content_ids is not None:
+                wanted = content_object_ids(doc, request.content_ids, source)
+                items = _items_of_contents(all_items, {o for ids in wanted.values() for o in ids})
+            built.append(configure(request, items, None))
+        if dialogue_objects:
+            dialogue_items = _items_of_contents(all_items, dialogue_objects)
+            for index, request in enumerate(outputs):
+                if request.content_ids is None:
+                    built.append(configure(replace(request, path=None, content_ids=dialogue_ids,
+                                                   name=f"{request.name} dialogue"),
+                                           dialogue_items, index))
+        if built:
+            built[0].report.warnings[:0] = common_notes
+        del doc, all_items, items  # the plans hold what the audio pass needs
+
+        # One mixer over every output's columns; Matrix delays are the same for all plans
+        delayed: dict[tuple[int, int], None] = {}
+        for out in built:
+            delayed.update(dict.fromkeys(out.plan.delayed_tracks))
+        if len({p.plan.delayed_tracks for p in built if p.plan.delayed_tracks}) > 1:
+            raise RenderError(f"{input_path}: Matrix delays differ between outputs; render "
+                              "them separately")
+        delayed_tracks = next((p.plan.delayed_tracks for p in built if p.plan.delayed_tracks), ())
+        segments, total = _shared_segments(built)
+        delayer = TrackDelayer(list(delayed_tracks), n_file_tracks)
+        mixer = Mixer(segments, total, n_file_tracks + len(delayed_tracks))
+        del segments
+
+        if measure_loudness or any(o.measure_of is not None for o in built):
+            from renderer.loudness import LoudnessMeter, channel_weights
+
+            for out in built:
+                if out.upmix is None:
+                    out.meter = LoudnessMeter(sr, channel_weights(out.layout))
+
+        if float_output:
+            bit_depth, sample_format = 32, "float"
+        else:
+            bit_depth, sample_format = reader.bit_depth, reader.sample_format
+        with ExitStack() as stack:
+            for out in built:
+                if out.request.path is not None:
+                    out.writer = stack.enter_context(Bw64Writer(
+                        out.request.path, sr, len(out.report.peak), bit_depth=bit_depth,
+                        sample_format=sample_format, bext=reader.bext,
+                        forbid_paths=(input_path,)))
+            done = 0
+
+            def emit(out: _Output, frames: np.ndarray) -> None:
+                if len(frames) == 0:
+                    return
+                if gain != 1.0:
+                    frames = frames * np.float32(gain)
+                if out.upmix is not None:
+                    frames = frames @ out.upmix
+                report = out.report
+                np.maximum(report.peak, np.abs(frames).max(axis=0), out=report.peak)
+                if out.writer is not None and fail_on_overload and np.any(report.peak > 1.0):
+                    raise RenderError(
+                        f"{out.request.path}: output overloaded on "
+                        f"{', '.join(report.overloaded_channels)} (--fail-on-overload)")
+                if out.meter is not None:
+                    out.meter.process(frames)
+                if out.writer is not None:
+                    out.writer.write(frames)
+
+            def finish(result, block: np.ndarray) -> None:
+                nonlocal done
+                mixed = np.asarray(result)[:len(block)]
+                for out in built:
+                    columns = mixed[:, out.column:out.column + out.width]
+                    emit(out, out.stage.process(columns, block))
+                done += len(block)
+                if progress is not None:
+                    progress(done, reader.frames)
+
+            # On an accelerator the file's sample bytes go to the device and are decoded in the
+            # mixing kernel (fewer bytes to copy, no host decoding); on the CPU the reader's
+            # threaded numpy decoding is faster (benchmarks/README.md). Binaural outputs need
+            # the decoded tracks on the host.
+            encoding = reader.raw_encoding
+            host_tracks = delayed_tracks or any(is_binaural(o.request.layout) for o in built)
+            if encoding is None or jax.default_backend() == "cpu" or host_tracks:
+                blocks, encoding = reader.iter_blocks(mixer.frames_per_call), "float"
+            else:
+                blocks = reader.iter_raw_blocks(mixer.frames_per_call)
+            pending = None  # (result being computed, its input): overlaps compute and reading
+            for block in blocks:
+                if encoding == "float":
+                    block = delayer.process(block)
+                result = mixer.dispatch(block, encoding)
+                if pending is not None:
+                    finish(*pending)
+                pending = (result, block)
+            if pending is not None:
+                finish(*pending)
+            for out in built:
+                emit(out, out.stage.finish())
+            for out in built:
+                if out.writer is not None:
+                    out.writer.close()
+                    out.report.clipped_samples = out.writer.clipped_samples
+                if out.meter is not None:
+                    out.report.loudness = out.meter.result()
+            stack.pop_all()
+
+    reports = [out.report for out in built if out.measure_of is None]
+    for out in built:
+        if out.measure_of is not None:
+            reports[out.measure_of].dialogue_loudness = out.report.loudness
+    return reports
+
+
 def render_file(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -90,17 +475,22 @@ def render_file(
     progress: Callable[[int, int], None] | None = None,
     speakers_file: str | os.PathLike | None = None,
     importance_threshold: int | None = None,
+    content_ids: Sequence[str] | None = None,
+    hrtf: Any = None,
+    head_orientation: Any = None,
+    measure_loudness: bool = False,
 ) -> RenderReport:
-    """Render an ADM BWF file to loudspeaker feeds for ``layout``.
+    """Render an ADM BWF file to loudspeaker feeds for ``layout`` (or ``"binaural"``).
 
-    ``layout``: a layout name ("7.1.4", "4+7+0", ...) or a :class:`Layout`. Output: BW64 with
-    the layout's channels in its order, the input's sample rate and bit depth (32-bit float
-    with ``float_output``). ``fix_block_timing`` repairs block durations that do not meet the
-    next block, interpolation lengths longer than their block and blocks that end after their
-    audioObject, as the reference renderer's ``--enable-block-duration-fix`` does; without it
-    such problems are reported as warnings (and overlaps are errors). The output is written
-    to a temporary file and renamed when complete; on any error nothing is left behind.
-    ``progress(done_frames, total_frames)`` is called after each chunk.
+    ``layout``: a layout name ("7.1.4", "4+7+0", ...), ``"binaural"``, or a :class:`Layout`.
+    Output: BW64 with the layout's channels in its order, the input's sample rate and bit
+    depth (32-bit float with ``float_output``). ``fix_block_timing`` repairs block durations
+    that do not meet the next block, interpolation lengths longer than their block and blocks
+    that end after their audioObject, as the reference renderer's
+    ``--enable-block-duration-fix`` does; without it such problems are reported as warnings
+    (and overlaps are errors). The output is written to a temporary file and renamed when
+    complete; on any error nothing is left behind. ``progress(done_frames, total_frames)`` is
+    called after each chunk.
 
     ``speakers_file``: a real room (``-l speakers.yaml``, see :mod:`layouts.speakers_file`):
     the layout is rendered with the room's loudspeaker positions and each layout channel is
@@ -108,105 +498,15 @@ def render_file(
     room's channel count; out-of-range positions and routing problems become warnings).
     ``importance_threshold``: drop audioObjects and audioPackFormats less important than it
     and mute Objects blocks less important than it (:func:`adm.importance.filter_by_importance`).
+    ``content_ids``: render only these audioContents (IDs or names): a stem.
+    ``hrtf``/``head_orientation``: for ``"binaural"`` (see :func:`render_outputs`).
     """
-    configure_jax()
-    input_path, output_path = Path(input_path), Path(output_path)
-    target = get_layout(layout) if isinstance(layout, str) else layout
-    gain = 10.0 ** (output_gain_db / 20.0)
-    if not math.isfinite(gain):
-        raise RenderError(f"--output-gain-db {output_gain_db} is not a finite gain")
-    _check_output_path(output_path)
-    upmix, room_notes = None, []
-    screen: Screen | None = DEFAULT_SCREEN  # the reproduction screen (BS.2051 layouts: default)
-    if speakers_file is not None:  # real room: real positions, routing and gains (BS.2127)
-        room = load_speakers_file(speakers_file)
-        screen = room.screen
-        target, upmix, room_notes = apply_real_layout(target, room)
-        upmix = upmix.T.astype(np.float32)  # (n_layout, n_file): out = rendered @ upmix
-    n_file = target.n_channels if upmix is None else upmix.shape[1]
-
-    with Bw64Reader(input_path) as reader:
-        doc = read_adm(reader, strict=strict)
-        doc, timing_notes = check_block_timing(doc, fix=fix_block_timing)
-        items = select_items(doc, programme_id=programme_id,
-                             complementary_object_ids=complementary_object_ids,
-                             source=str(input_path))
-        if importance_threshold is not None:
-            items = filter_by_importance(items, importance_threshold)
-        plan = build_gain_plan(items, target, reader.sample_rate, source=str(input_path),
-                               screen=screen, n_tracks=reader.channels)
-        width = 2 * plan.n_outputs if plan.diffuse else plan.n_outputs
-        # Matrix coefficient delays: delayed copies of tracks follow the file's tracks
-        delayer = TrackDelayer(list(plan.delayed_tracks), reader.channels)
-        mixer = Mixer(plan.segments, width, reader.channels + len(plan.delayed_tracks))
-        # BS.2127 diffuse path: decorrelate the diffuse signals and add them to the direct
-        # ones, aligned so that the output starts at time 0 and has the input's length.
-        diffuse = None
-        if plan.diffuse:
-            from renderer.decorrelation import DiffuseMixer, design_decorrelators  # scipy.fft
-
-            diffuse = DiffuseMixer(design_decorrelators(target))
-        report = RenderReport(output=output_path, layout=target, frames=reader.frames,
-                              sample_rate=reader.sample_rate,
-                              peak=np.zeros(n_file),
-                              warnings=[f"{input_path}: {note}" for note in timing_notes]
-                              + list(plan.warnings) + room_notes)
-        if upmix is not None:
-            report.channel_names = tuple(f"channel {i}" for i in range(n_file))
-        if float_output:
-            bit_depth, sample_format = 32, "float"
-        else:
-            bit_depth, sample_format = reader.bit_depth, reader.sample_format
-        with Bw64Writer(output_path, reader.sample_rate, n_file, bit_depth=bit_depth,
-                        sample_format=sample_format, bext=reader.bext,
-                        forbid_paths=(input_path,)) as writer:
-            done = 0
-            pending = None  # (result being computed, frames): overlaps compute and reading
-
-            def finish(result, frames: int) -> None:
-                out = np.asarray(result)[:frames]
-                if diffuse is not None:
-                    n = plan.n_outputs
-                    out = diffuse.process(out[:, :n], out[:, n:]).astype(np.float32)
-                emit(out)
-
-            def emit(out: np.ndarray) -> None:
-                nonlocal done
-                frames = len(out)
-                if frames == 0:
-                    return
-                if gain != 1.0:
-                    out = out * np.float32(gain)
-                if upmix is not None:
-                    out = out @ upmix
-                np.maximum(report.peak, np.abs(out).max(axis=0), out=report.peak)
-                if fail_on_overload and np.any(report.peak > 1.0):
-                    raise RenderError(
-                        f"{output_path}: output overloaded on "
-                        f"{', '.join(report.overloaded_channels)} (--fail-on-overload)")
-                writer.write(out)
-                done += frames
-                if progress is not None:
-                    progress(done, reader.frames)
-
-            # On an accelerator the file's sample bytes go to the device and are decoded in the
-            # mixing kernel (fewer bytes to copy, no host decoding); on the CPU the reader's
-            # threaded numpy decoding is faster (benchmarks/README.md).
-            encoding = reader.raw_encoding
-            if encoding is None or jax.default_backend() == "cpu" or plan.delayed_tracks:
-                blocks, encoding = reader.iter_blocks(mixer.frames_per_call), "float"
-            else:
-                blocks = reader.iter_raw_blocks(mixer.frames_per_call)
-            for block in blocks:
-                if encoding == "float":
-                    block = delayer.process(block)
-                result = mixer.dispatch(block, encoding)
-                if pending is not None:
-                    finish(*pending)
-                pending = (result, len(block))
-            if pending is not None:
-                finish(*pending)
-            if diffuse is not None:
-                emit(diffuse.finish().astype(np.float32))
-        report.clipped_samples = writer.clipped_samples
-    return report
+    request = OutputRequest(Path(output_path), layout,
+                            tuple(content_ids) if content_ids is not None else None)
+    return render_outputs(
+        input_path, [request], output_gain_db=output_gain_db, programme_id=programme_id,
+        complementary_object_ids=complementary_object_ids, fail_on_overload=fail_on_overload,
+        strict=strict, float_output=float_output, fix_block_timing=fix_block_timing,
+        progress=progress, speakers_file=speakers_file,
+        importance_threshold=importance_threshold, hrtf=hrtf,
+        head_orientation=head_orientation, measure_loudness=measure_loudness)[0]

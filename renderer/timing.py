@@ -287,3 +287,30 @@ def segments_for_track(track: int, timing: ChannelTiming, gains: np.ndarray) -> 
         gains_from=np.concatenate([previous[ramp], gains[hold]]),
         gains_to=np.concatenate([gains[ramp], gains[hold]]),
     )
+
+
+def evaluate_segments(segments: Segments, n_tracks: int, samples: np.ndarray) -> np.ndarray:
+    """The gain functions of a plan sampled at given sample indices.
+
+    ``samples``: (P,) int sample indices, sorted ascending. Returns float32
+    (P, n_tracks, n_out): for each sample and input track, the sum of the gains of the segments
+    of that track covering the sample (holds give their gains, ramps the linear interpolation
+    ``from + p * (to - from)`` with ``p = ramp_start + (sample - first) * ramp_step``); 0 where no
+    segment covers it. This is the gain the engine applies to that track's sample.
+    """
+    samples = np.asarray(samples, np.int64)
+    n_out = segments.gains_to.shape[1]
+    out = np.zeros((len(samples), n_tracks, n_out), np.float32)
+    lo = np.searchsorted(samples, segments.first, side="left")
+    hi = np.searchsorted(samples, segments.last, side="left")
+    counts = hi - lo
+    if counts.sum() == 0:
+        return out
+    seg = np.repeat(np.arange(len(counts)), counts)
+    index = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    index += lo[seg]
+    p = segments.ramp_start[seg] + (samples[index] - segments.first[seg]) * segments.ramp_step[seg]
+    g_from, g_to = segments.gains_from[seg], segments.gains_to[seg]
+    gains = g_from + p[:, None].astype(np.float32) * (g_to - g_from)
+    np.add.at(out, (index, segments.track[seg]), gains)
+    return out

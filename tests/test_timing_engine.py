@@ -214,3 +214,20 @@ def test_mixing_from_pcm_bytes_decodes_like_the_reader(tmp_path, bits):
         mixer = Mixer(seg, 1, 3, 64, 2)
         out = np.concatenate([mixer.mix(b, r.raw_encoding) for b in r.iter_raw_blocks(128)])
     np.testing.assert_array_equal(out, expected)
+
+
+def test_evaluate_segments_hand_computed():
+    """A hold of 0.5 on [0, 10), then a ramp to 1.0 over [10, 20) from p = 0 in steps of 0.1,
+    on track 1 of 2: sampled values follow the hand-computed line; track 0 stays silent."""
+    from renderer.timing import Segments, evaluate_segments
+
+    segments = Segments(
+        track=np.array([1, 1], np.int32), first=np.array([0, 10]), last=np.array([10, 20]),
+        ramp_start=np.array([0.0, 0.0]), ramp_step=np.array([0.0, 0.1]),
+        gains_from=np.array([[0.5], [0.5]], np.float32),
+        gains_to=np.array([[0.5], [1.0]], np.float32))
+    samples = np.array([0, 9, 10, 15, 19, 20])
+    got = evaluate_segments(segments, 2, samples)
+    assert got.shape == (6, 2, 1)
+    np.testing.assert_allclose(got[:, 1, 0], [0.5, 0.5, 0.5, 0.75, 0.95, 0.0], atol=1e-6)
+    assert not got[:, 0].any()

@@ -1,0 +1,112 @@
+"""One read, many outputs: several layouts and stems rendered in one pass."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from adm.builder import AdmBuilder, write_adm_bwf
+from adm.bw64 import Bw64Reader
+from adm.model import ObjectsBlock, PolarPosition
+from renderer.render import (
+    OutputRequest,
+    RenderError,
+    render_file,
+    render_outputs,
+    stem_file_name,
+)
+
+SR = 48000
+
+
+def _scene(tmp_path):
+    """Dialogue (an object at the front), music (a stereo bed) and effects (a moving object),
+    each its own audioContent; 1 s of noise per track."""
+    builder = AdmBuilder("Feature", content_name="Dialogue")
+    dialogue = "ACO_1001"
+    music = builder.add_content("Music")
+    effects = builder.add_content("Effects")
+    builder.add_object("Dialogue", [ObjectsBlock(id="", position=PolarPosition(0.0, 0.0))],
+                       track_index=1, content=dialogue)
+    builder.add_direct_speakers("Music bed", [2, 3], pack_format_id="AP_00010002",
+                                content=music)
+    blocks = [ObjectsBlock(id="", position=PolarPosition(float(a), 20.0),
+                           rtime=Fraction(k, 4), duration=Fraction(1, 4))
+              for k, a in enumerate((30, 90, 150, -150))]
+    builder.add_object("Fly-by", blocks, track_index=4, content=effects)
+    doc, chna = builder.build()
+    rng = np.random.default_rng(7)
+    audio = (0.1 * rng.standard_normal((SR, 4))).astype(np.float32)
+    path = tmp_path / "feature.wav"
+    write_adm_bwf(path, audio, SR, doc, chna, bit_depth=32, sample_format="float")
+    return path
+
+
+def _read(path):
+    with Bw64Reader(path) as reader:
+        return reader.read()
+
+
+def test_several_layouts_in_one_pass_equal_separate_renders(tmp_path):
+    scene = _scene(tmp_path)
+    layouts = ("7.1.4", "5.1", "2.0")
+    requests = [OutputRequest(tmp_path / f"multi_{name}.wav", name) for name in layouts]
+    reports = render_outputs(scene, requests, float_output=True)
+    assert [r.layout.n_channels for r in reports] == [12, 6, 2]
+    for name, report in zip(layouts, reports):
+        single = render_file(scene, tmp_path / f"single_{name}.wav", name, float_output=True)
+        np.testing.assert_array_equal(_read(report.output), _read(single.output))
+        np.testing.assert_array_equal(report.peak, single.peak)
+
+
+def test_stems_add_up_to_the_full_mix(tmp_path):
+    """Rendering is linear: dialogue + music + effects stems sum to the whole programme."""
+    scene = _scene(tmp_path)
+    names = ("Dialogue", "Music", "Effects")
+    requests = [OutputRequest(tmp_path / "full.wav", "5.1")] + [
+        OutputRequest(tmp_path / f"{n}.wav", "5.1", content_ids=(n,)) for n in names]
+    reports = render_outputs(scene, requests, float_output=True)
+    full = _read(reports[0].output)
+    stems = [_read(r.output) for r in reports[1:]]
+    np.testing.assert_allclose(sum(stems), full, atol=1e-6)
+    # the dialogue object is at the front: only the centre (M+000, index 2) carries it
+    dialogue = stems[0]
+    assert np.abs(dialogue[:, 2]).max() > 0.1
+    assert np.abs(np.delete(dialogue, 2, axis=1)).max() == 0.0
+    # the music bed is stereo: only L and R
+    assert np.abs(stems[1][:, 2:]).max() == 0.0
+
+
+def test_stem_by_id_equals_stem_by_name(tmp_path):
+    scene = _scene(tmp_path)
+    a = render_file(scene, tmp_path / "a.wav", "2.0", content_ids=["ACO_1002"])
+    b = render_file(scene, tmp_path / "b.wav", "2.0", content_ids=["Music"])
+    np.testing.assert_array_equal(_read(a.output), _read(b.output))
+
+
+def test_unknown_content_and_duplicate_outputs_are_refused(tmp_path):
+    scene = _scene(tmp_path)
+    with pytest.raises(RenderError, match="no audioContent 'Foley'"):
+        render_file(scene, tmp_path / "x.wav", "2.0", content_ids=["Foley"])
+    with pytest.raises(RenderError, match="same file"):
+        render_outputs(scene, [OutputRequest(tmp_path / "y.wav", "2.0"),
+                               OutputRequest(tmp_path / "y.wav", "5.1")])
+    assert not list(tmp_path.glob("*.partial*"))
+    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "y.wav").exists()
+
+
+def test_overload_in_one_output_leaves_no_file_at_all(tmp_path):
+    scene = _scene(tmp_path)
+    requests = [OutputRequest(tmp_path / "a.wav", "2.0"), OutputRequest(tmp_path / "b.wav", "5.1")]
+    with pytest.raises(RenderError, match="overloaded"):
+        render_outputs(scene, requests, output_gain_db=40.0, fail_on_overload=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feature.wav"]
+
+
+def test_stem_file_names(tmp_path):
+    inp = tmp_path / "master.wav"
+    assert stem_file_name(tmp_path, inp, "7.1.4", None) == tmp_path / "master_7.1.4.wav"
+    assert stem_file_name(tmp_path, inp, "5.1", "Dialogue EN") == \
+        tmp_path / "master_5.1_Dialogue_EN.wav"
+    pattern = tmp_path / "mix_{layout}_{stem}.wav"
+    assert stem_file_name(pattern, inp, "2.0", None) == tmp_path / "mix_2.0_mix.wav"
