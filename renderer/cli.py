@@ -8,6 +8,7 @@ warnings raised while a command runs print one line each, ``dubstage: warning: .
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import warnings
@@ -22,9 +23,10 @@ MAX_WARNINGS_SHOWN = 20
 def _add_render_parser(sub) -> None:
     p = sub.add_parser("render", help="render an ADM BWF file to a loudspeaker layout",
                        description="Render an ADM BWF file to loudspeaker feeds (ITU-R BS.2127).")
-    p.add_argument("-s", "--system", required=True, metavar="LAYOUT",
-                   help="target layout: a BS.2051 name (4+7+0) or alias (7.1.4); "
-                        "see `dubstage layouts`")
+    p.add_argument("-s", "--system", required=True, metavar="LAYOUT", action="append",
+                   help="target layout: a BS.2051 name (4+7+0), an alias (7.1.4) or "
+                        "'binaural'; see `dubstage layouts`. Repeat to render several "
+                        "layouts in one pass (OUTPUT is then a folder or a name pattern)")
     p.add_argument("-l", "--layout", metavar="FILE", dest="speakers_file",
                    help="speakers file of the real room (ear-render's format): loudspeaker "
                         "positions, output channels and gains")
@@ -45,9 +47,41 @@ def _add_render_parser(sub) -> None:
                         "(common in exported files), reporting each change")
     p.add_argument("--float", dest="float_output", action="store_true",
                    help="write 32-bit float samples (default: the input's format)")
+    g = p.add_argument_group("stems")
+    g.add_argument("--stems", action="store_true",
+                   help="also render each audioContent of the programme (dialogue, music, "
+                        "effects, ...) to its own file, named after the content")
+    g.add_argument("--stem", metavar="CONTENT", action="append", default=None,
+                   help="render only this audioContent (ID or name); repeatable: the "
+                        "contents are rendered together")
+    g = p.add_argument_group("binaural")
+    g.add_argument("--hrtf", metavar="FILE.sofa",
+                   help="HRTF set for -s binaural (AES69 SimpleFreeFieldHRIR; default: the "
+                        "built-in MIT KEMAR set)")
+    g.add_argument("--yaw", type=float, default=0.0, metavar="DEG",
+                   help="head yaw in degrees, positive turning left (default 0)")
+    g.add_argument("--pitch", type=float, default=0.0, metavar="DEG",
+                   help="head pitch in degrees, positive looking up (default 0)")
+    g.add_argument("--roll", type=float, default=0.0, metavar="DEG",
+                   help="head roll in degrees, positive tilting the right ear down (default 0)")
+    g = p.add_argument_group("loudness and compliance")
+    g.add_argument("--loudness", action="store_true",
+                   help="measure every output (ITU-R BS.1770: integrated, range, maxima, "
+                        "true peak; dialogue loudness from the dialogue content) and print a "
+                        "table")
+    g.add_argument("--spec", metavar="SPEC", action="append", default=[],
+                   help="check every output against a delivery spec: r128, a85, streaming "
+                        "(repeatable; implies --loudness)")
+    g.add_argument("--report", metavar="FILE.json",
+                   help="write the loudness and compliance figures as JSON (implies "
+                        "--loudness)")
+    g.add_argument("--normalize-to", metavar="SPEC",
+                   help="after rendering, scale each output to the spec's target loudness "
+                        "(limited by its true-peak ceiling) and report the gain applied")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("input", help="ADM BWF input file (BW64/RF64/WAV with chna and axml)")
-    p.add_argument("output", help="output BW64 file")
+    p.add_argument("output", help="output BW64 file; with several layouts or --stems, a folder "
+                                  "or a name with {layout} and {stem} placeholders")
 
 
 def _progress_printer(enabled: bool):
@@ -69,35 +103,156 @@ def _progress_printer(enabled: bool):
     return show if enabled else None
 
 
+def _print_warnings(warnings_: Sequence[str]) -> None:
+    shown = list(warnings_)[:MAX_WARNINGS_SHOWN]
+    for message in shown:
+        print(f"dubstage: warning: {message}", file=sys.stderr)
+    if len(warnings_) > len(shown):
+        print(f"dubstage: warning: ... and {len(warnings_) - len(shown)} more",
+              file=sys.stderr)
+
+
+def _output_requests(args):
+    """The OutputRequests of a render command and the stem-naming function (or None)."""
+    from renderer.render import OutputRequest, RenderError, stem_file_name
+
+    layouts = list(dict.fromkeys(args.system))
+    target = Path(args.output)
+    stems = args.stem if args.stem else None
+    several = len(layouts) > 1 or args.stems
+    if not several:
+        return [OutputRequest(target, layouts[0], tuple(stems) if stems else None)], None
+    if not (target.is_dir() or "{layout}" in str(target) or "{stem}" in str(target)):
+        raise RenderError(f"{target}: with several outputs, OUTPUT must be an existing folder "
+                          "or a name with {layout} / {stem} placeholders")
+    if len(layouts) > 1 and target.is_dir() is False and "{layout}" not in str(target):
+        raise RenderError(f"{target}: several layouts need {{layout}} in the output name")
+    source = Path(args.input)
+    stem_name = "_".join(stems) if stems else None
+    requests = [OutputRequest(stem_file_name(target, source, name, stem_name), name,
+                              tuple(stems) if stems else None, name) for name in layouts]
+
+    def stems_of(request, content_id: str, content_name: str) -> Path:
+        return stem_file_name(target, source, str(request.layout), content_name or content_id)
+
+    return requests, (stems_of if args.stems else None)
+
+
 def cmd_render(args) -> int:
-    from renderer.render import render_file
+    from renderer.render import RenderError, render_outputs
 
     start = time.perf_counter()
     show_progress = not args.no_progress and sys.stderr.isatty()
-    report = render_file(
-        args.input, args.output, args.system,
+    specs = []
+    if args.spec or args.normalize_to:
+        from renderer.compliance import get_spec
+
+        specs = [get_spec(name) for name in args.spec]
+        normalize = get_spec(args.normalize_to) if args.normalize_to else None
+    else:
+        normalize = None
+    measure = bool(args.loudness or specs or args.report or normalize)
+    orientation = None
+    if "binaural" in [s.strip().lower() for s in args.system]:
+        from renderer.binaural import HeadOrientation
+
+        orientation = HeadOrientation(yaw=args.yaw, pitch=args.pitch, roll=args.roll)
+    elif args.hrtf or args.yaw or args.pitch or args.roll:
+        raise RenderError("--hrtf, --yaw, --pitch and --roll apply to -s binaural only")
+    requests, stems_of = _output_requests(args)
+    reports = render_outputs(
+        args.input, requests,
         output_gain_db=args.output_gain_db, programme_id=args.programme,
         complementary_object_ids=args.comp_object, fail_on_overload=args.fail_on_overload,
         strict=args.strict, float_output=args.float_output,
         fix_block_timing=args.enable_block_duration_fix,
         progress=_progress_printer(show_progress),
         speakers_file=args.speakers_file, importance_threshold=args.importance,
+        hrtf=args.hrtf, head_orientation=orientation, measure_loudness=measure,
+        stems_of=stems_of,
     )
-    shown = report.warnings[:MAX_WARNINGS_SHOWN]
-    for message in shown:
-        print(f"dubstage: warning: {message}", file=sys.stderr)
-    if len(report.warnings) > len(shown):
-        print(f"dubstage: warning: ... and {len(report.warnings) - len(shown)} more",
-              file=sys.stderr)
+    _print_warnings([w for r in reports for w in r.warnings])
+    if normalize is not None:
+        from renderer.compliance import normalization_gain_db
+        from renderer.render import apply_gain_to_file
+
+        for report in reports:
+            gain_db = normalization_gain_db(report.loudness, normalize, report.dialogue_loudness)
+            apply_gain_to_file(report.output, gain_db, report)
+            print(f"normalized {report.output} to {normalize.name}: {gain_db:+.2f} dB")
     elapsed = time.perf_counter() - start
-    seconds = report.frames / report.sample_rate
-    print(f"wrote {report.output} ({report.layout.name}, {len(report.peak)} channels, "
-          f"{seconds:.2f} s) in {elapsed:.2f} s")
-    if report.overloaded_channels:
-        peak_db = 20 * __import__("math").log10(float(report.peak.max()))
-        print(f"dubstage: warning: output overloaded (peak {peak_db:+.2f} dBFS) on "
-              f"{', '.join(report.overloaded_channels)}; {report.clipped_samples} samples clipped",
-              file=sys.stderr)
+    took = f" in {elapsed:.2f} s" if len(reports) == 1 else ""
+    for report in reports:
+        seconds = report.frames / report.sample_rate
+        print(f"wrote {report.output} ({report.layout.name}, {len(report.peak)} channels, "
+              f"{seconds:.2f} s){took}")
+        if report.overloaded_channels:
+            peak_db = 20 * math.log10(float(report.peak.max()))
+            print(f"dubstage: warning: {report.output}: output overloaded (peak "
+                  f"{peak_db:+.2f} dBFS) on {', '.join(report.overloaded_channels)}; "
+                  f"{report.clipped_samples} samples clipped", file=sys.stderr)
+    if len(reports) > 1:
+        print(f"rendered {len(reports)} outputs in {elapsed:.2f} s")
+    if measure:
+        _loudness_summary(
+            {str(r.output.name): (r.loudness, r.dialogue_loudness) for r in reports},
+            specs or ([normalize] if normalize else []), args.report)
+    return 0
+
+
+def _loudness_summary(results, specs, json_path) -> None:
+    """Print the loudness/compliance table of ``results`` {name: (result, dialogue)}; write
+    the JSON report to ``json_path`` if given (atomically)."""
+    from renderer.compliance import check, format_table, report_json
+
+    checks = [check(name, result, spec, dialogue)
+              for name, (result, dialogue) in results.items() if result is not None
+              for spec in specs]
+    plain = {name: result for name, (result, _) in results.items() if result is not None}
+    print(format_table(checks, plain))
+    if json_path:
+        import json
+        import os
+        import tempfile
+
+        target = Path(json_path)
+        data = report_json(checks, plain)
+        for name, (_, dialogue) in results.items():
+            if dialogue is not None:
+                data.setdefault("dialogue", {})[name] = dialogue.as_dict()
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent or ".")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2)
+        os.replace(tmp, target)
+        print(f"wrote {target}")
+
+
+def cmd_loudness(args) -> int:
+    from renderer.compliance import get_spec
+    from renderer.loudness import measure_file
+
+    specs = [get_spec(name) for name in args.spec]
+    results = {}
+    for path in args.input:
+        result, assumption = measure_file(path, layout=args.system)
+        print(f"{path}: {assumption}")
+        results[Path(path).name] = (result, None)
+    _loudness_summary(results, specs, args.report)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from renderer.plots import plot_file
+
+    start = time.perf_counter()
+    written = plot_file(args.input, Path(args.output_dir), layout=args.system,
+                        animate=args.animate, programme_id=args.programme)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"{len(written)} files in {time.perf_counter() - start:.2f} s")
     return 0
 
 
@@ -133,6 +288,24 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="unknown ADM attributes are errors")
     p.add_argument("input")
     sub.add_parser("layouts", help="list the loudspeaker layouts and their channel order")
+    p = sub.add_parser("loudness", help="measure loudness (BS.1770) and check delivery specs",
+                       description="Measure files: integrated loudness, loudness range, "
+                                   "maximum momentary and short-term loudness, true peak.")
+    p.add_argument("-s", "--system", metavar="LAYOUT",
+                   help="the files' layout, for the channel weights (default: guessed from "
+                        "the channel count)")
+    p.add_argument("--spec", metavar="SPEC", action="append", default=[],
+                   help="delivery spec to check: r128, a85, streaming (repeatable)")
+    p.add_argument("--report", metavar="FILE.json", help="write the figures as JSON")
+    p.add_argument("input", nargs="+", help="audio file(s) (WAV/BW64/RF64, FLAC, ...)")
+    p = sub.add_parser("plot", help="plot an ADM file: layout, trajectories, paths, gains",
+                       description="Write PNG plots (and a GIF animation) of an ADM BWF file.")
+    p.add_argument("-o", "--output-dir", required=True, help="folder for the images")
+    p.add_argument("-s", "--system", metavar="LAYOUT",
+                   help="layout to draw the scene over and to show the speaker gains of")
+    p.add_argument("--animate", action="store_true", help="also write scene.gif")
+    p.add_argument("--programme", metavar="ID", help="audioProgramme (default: first)")
+    p.add_argument("input", help="ADM BWF file")
     p = sub.add_parser("demo", help="build the demo scene (7.1.2 bed + moving objects) and "
                                     "render it")
     p.add_argument("-o", "--output-dir", default="dubstage-demo",
@@ -160,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     handlers = {"render": cmd_render, "info": cmd_info, "layouts": cmd_layouts,
-                "demo": cmd_demo}
+                "demo": cmd_demo, "loudness": cmd_loudness, "plot": cmd_plot}
     from adm.bw64 import Bw64Error
     from adm.model import AdmError
     from layouts.model import LayoutError

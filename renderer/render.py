@@ -113,6 +113,14 @@ def _check_output_path(output_path: Path) -> None:
         raise RenderError(f"{output_path}: output path is a folder")
 
 
+def _check_output_paths(input_path: Path, outputs: Sequence[OutputRequest]) -> None:
+    paths = [o.path for o in outputs if o.path is not None]
+    for path in paths:
+        _check_output_path(Path(path))
+    if len({os.path.realpath(p) for p in paths}) != len(paths):
+        raise RenderError(f"{input_path}: two outputs would be written to the same file")
+
+
 def is_binaural(layout: str | Layout) -> bool:
     """True for the headphone output's layout name ``"binaural"``."""
     return isinstance(layout, str) and layout.strip().lower() == BINAURAL
@@ -136,6 +144,23 @@ def content_object_ids(doc: AdmDocument, content_ids: Sequence[str], source: str
             raise RenderError(f"{source}: no audioContent {key!r} (contents: {known})")
         found[content.id] = content.object_ids
     return found
+
+
+def programme_contents(doc: AdmDocument, programme_id: str | None = None):
+    """The audioContents of the programme a render uses (the given one, else the only one,
+    else the lowest ID, as item selection chooses); every content when there is no
+    programme."""
+    if not doc.programmes:
+        return doc.contents
+    if programme_id is not None:
+        chosen = [p for p in doc.programmes if p.id == programme_id]
+        if not chosen:
+            raise RenderError(f"{doc.source}: no audioProgramme {programme_id!r}")
+        programme = chosen[0]
+    else:
+        programme = min(doc.programmes, key=lambda p: p.id)
+    by_id = {c.id: c for c in doc.contents}
+    return tuple(by_id[i] for i in programme.content_ids if i in by_id)
 
 
 def dialogue_content_ids(doc: AdmDocument) -> tuple[str, ...]:
@@ -261,6 +286,7 @@ def render_outputs(
     head_orientation: Any = None,
     measure_loudness: bool = False,
     measure_dialogue: bool | None = None,
+    stems_of: Callable[[OutputRequest, str, str], Path] | None = None,
 ) -> list[RenderReport]:
     """Render an ADM BWF file to several outputs in one read of the input.
 
@@ -274,6 +300,9 @@ def render_outputs(
     ``measure_loudness``: meter every output (ITU-R BS.1770: integrated, range, maxima, true
     peak); ``measure_dialogue`` (default: with loudness) also renders the audioContents marked
     as dialogue alone to each output's layout and measures them (no file is written for it).
+    ``stems_of(request, content_id, content_name) -> path``: also render, for every request
+    of the whole programme, each audioContent of the programme on its own (a stem) to the
+    path it returns (reports follow the requests' ones, request by request, in content order).
     See :func:`render_file` for the other options. Outputs are written to temporary files and
     renamed when all are complete; on any error nothing is left behind.
     """
@@ -284,11 +313,7 @@ def render_outputs(
     gain = 10.0 ** (output_gain_db / 20.0)
     if not math.isfinite(gain):
         raise RenderError(f"--output-gain-db {output_gain_db} is not a finite gain")
-    paths = [o.path for o in outputs if o.path is not None]
-    for path in paths:
-        _check_output_path(Path(path))
-    if len({os.path.realpath(p) for p in paths}) != len(paths):
-        raise RenderError(f"{input_path}: two outputs would be written to the same file")
+    _check_output_paths(input_path, outputs)
     if measure_dialogue is None:
         measure_dialogue = measure_loudness
     room = load_speakers_file(speakers_file) if speakers_file is not None else None
@@ -345,6 +370,14 @@ def render_outputs(
             return _Output(request, layout, plan, stage, report, upmix=upmix,
                            measure_of=measure_of)
 
+        if stems_of is not None:
+            contents = programme_contents(doc, programme_id)
+            outputs = list(outputs) + [
+                OutputRequest(stems_of(r, c.id, c.name), r.layout, (c.id,),
+                              f"{r.name or r.layout} {c.name}".strip())
+                for r in outputs if r.content_ids is None and r.path is not None
+                for c in contents]
+            _check_output_paths(input_path, outputs)
         for request in outputs:
             items = all_items
             if request.content_ids is not None:
@@ -510,3 +543,23 @@ def render_file(
         progress=progress, speakers_file=speakers_file,
         importance_threshold=importance_threshold, hrtf=hrtf,
         head_orientation=head_orientation, measure_loudness=measure_loudness)[0]
+
+
+def apply_gain_to_file(path: str | os.PathLike, gain_db: float, report: RenderReport) -> None:
+    """Scale a rendered file by ``gain_db`` in place (streamed, written to a temporary file and
+    renamed), updating ``report``'s peaks, clip count and loudness (which shift by exactly
+    ``gain_db``, loudness being linear in level). Used by ``--normalize-to``, never silently."""
+    path = Path(path)
+    factor = np.float32(10.0 ** (gain_db / 20.0))
+    with Bw64Reader(path) as reader, Bw64Writer(
+            path, reader.sample_rate, reader.channels, bit_depth=reader.bit_depth,
+            sample_format=reader.sample_format, bext=reader.bext) as writer:
+        for block in reader.iter_blocks(1 << 16):
+            writer.write(block * factor)
+        writer.close()
+    report.peak = report.peak * float(factor)
+    report.clipped_samples = writer.clipped_samples
+    for name in ("loudness", "dialogue_loudness"):
+        result = getattr(report, name)
+        if result is not None and hasattr(result, "shifted"):
+            setattr(report, name, result.shifted(gain_db))
