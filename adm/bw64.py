@@ -393,6 +393,10 @@ class Bw64Reader:
         """The raw ``axml`` chunk body, or None."""
         return self._axml
 
+    def release_axml(self) -> None:
+        """Forget the ``axml`` body once parsed (it can be large: ~0.4 KB per ADM block)."""
+        self._axml = None
+
     @property
     def bext(self) -> bytes | None:
         """The raw ``bext`` chunk body, or None."""

@@ -71,7 +71,9 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--layout", default="7.1.4")
+    parser.add_argument("--layout", default="7.1.4",
+                        help="layout, or several separated by commas (rendered in one "
+                             "command), e.g. 7.1.4,5.1,2.0; 'binaural' for headphones")
     parser.add_argument("--runs", type=int, default=3, help="warm runs (default 3)")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(),
                                                           "dubstage-bench"))
@@ -81,15 +83,16 @@ def main() -> int:
     master = work / f"atmos_128tracks_{args.seconds:g}s.wav"
     if not master.exists():
         make_master(master, args.seconds)
-    out = work / "render.wav"
+    layouts = [name for name in args.layout.split(",") if name]
+    out = work / ("render.wav" if len(layouts) == 1 else "render_{layout}.wav")
     cache = work / "jax-cache"
     shutil.rmtree(cache, ignore_errors=True)
     env = dict(os.environ, DUBSTAGE_CACHE_DIR=str(cache))
     command = [sys.executable, "-m", "renderer.cli", "render", "--no-progress",
-               "-s", args.layout, str(master), str(out)]
+               *[a for name in layouts for a in ("-s", name)], str(master), str(out)]
 
     print(f"machine: {machine()}")
-    print(f"input: 128 tracks, 48 kHz, 24-bit, {args.seconds:g} s; layout {args.layout}")
+    print(f"input: 128 tracks, 48 kHz, 24-bit, {args.seconds:g} s; layout(s) {', '.join(layouts)}")
     results = []
     for run in range(args.runs + 1):
         label = "cold" if run == 0 else f"warm {run}"

@@ -95,19 +95,22 @@ class Mixer:
 
     def __init__(self, segments: Segments, n_outputs: int, n_tracks: int,
                  sub_block: int = 256, sub_blocks: int = 32):
-        ramp = segments.is_ramp
-        hold = ~ramp
-        parts = [(hold, HOLD, segments.gains_to), (ramp, FADE_OUT, segments.gains_from),
-                 (ramp, FADE_IN, segments.gains_to)]
-        cols = [np.concatenate(a) for a in zip(*[
-            (segments.track[m], segments.first[m], segments.last[m], segments.ramp_start[m],
-             segments.ramp_step[m], np.full(int(m.sum()), k, np.int32), g[m])
-            for m, k, g in parts])]
-        keep = cols[2] > cols[1]
-        order = np.argsort(cols[1][keep], kind="stable")
-        (self.track, self.first, self.last, self.p0, self.dp, self.kind,
-         self.gains) = (c[keep][order] for c in cols)
-        self.gains = self.gains.astype(np.float64)
+        # Columns refer to their segment (no copies of the gains): a hold is one column, a
+        # ramp two (FADE_OUT weighted by 1 - p with its from-gains, FADE_IN by p with its
+        # to-gains); sorted by first sample for the sweep.
+        ramp = np.flatnonzero(segments.is_ramp)
+        hold = np.flatnonzero(~segments.is_ramp)
+        segment = np.concatenate([hold, ramp, ramp]).astype(np.int32)
+        kind = np.concatenate([np.full(len(hold), HOLD, np.int8),
+                               np.full(len(ramp), FADE_OUT, np.int8),
+                               np.full(len(ramp), FADE_IN, np.int8)])
+        first, last = segments.first[segment], segments.last[segment]
+        keep = np.flatnonzero(last > first)
+        order = keep[np.argsort(first[keep], kind="stable")]
+        self.segments = segments
+        self.segment, self.kind = segment[order], kind[order]
+        self.first, self.last = first[order], last[order]
+        del first, last, keep, order
         self.n_outputs = n_outputs
         self.n_tracks = n_tracks
         self.sub_block = sub_block
@@ -148,10 +151,12 @@ class Mixer:
         full_lo = np.clip(-(-rel_first // m), 0, k_count)
         full_hi = np.clip(rel_last // m, 0, k_count)  # exclusive
         full = is_hold & (full_hi > full_lo)
-        tracks = self.track[cols][full]
+        full_segments = self.segment[cols][full]
+        tracks = self.segments.track[full_segments]
         index = np.concatenate([full_lo[full], full_hi[full]]) * self.n_tracks
         index += np.concatenate([tracks, tracks])
-        weights = np.concatenate([self.gains[cols][full], -self.gains[cols][full]])
+        hold_values = self.segments.gains_to[full_segments].astype(np.float64)
+        weights = np.concatenate([hold_values, -hold_values])
         size = (k_count + 1) * self.n_tracks
         diff = np.stack([np.bincount(index, weights[:, o], size)
                          for o in range(self.n_outputs)], axis=1)
@@ -182,10 +187,15 @@ class Mixer:
         slot = np.arange(len(entry_sb)) - np.repeat(np.cumsum(counts) - counts, counts)
 
         c = cols[entry_col]
+        seg = self.segment[c]
+        e_kind = self.kind[c]
         sub_start = start + entry_sb * m
         e_first = np.clip(self.first[c] - sub_start, 0, m)
         e_last = np.clip(self.last[c] - sub_start, 0, m)
-        e_p0 = self.p0[c] + (sub_start + e_first - self.first[c]) * self.dp[c]
+        dp = self.segments.ramp_step[seg]
+        e_p0 = self.segments.ramp_start[seg] + (sub_start + e_first - self.first[c]) * dp
+        e_gains = np.where((e_kind == FADE_OUT)[:, None], self.segments.gains_from[seg],
+                           self.segments.gains_to[seg])
 
         def table(values, dtype, extra=()):
             out = np.zeros((k_count, width) + extra, dtype)
@@ -195,13 +205,13 @@ class Mixer:
         return _mix_batch(
             x.reshape(k_count, m, -1),
             hold_gains,
-            table(self.track[c], np.int32),
+            table(self.segments.track[seg], np.int32),
             table(e_first, np.int32),
             table(e_last, np.int32),
             table(e_p0, np.float32),
-            table(self.dp[c], np.float32),
-            table(self.kind[c], np.int32),
-            table(self.gains[c], np.float32, (self.n_outputs,)),
+            table(dp, np.float32),
+            table(e_kind, np.int32),
+            table(e_gains, np.float32, (self.n_outputs,)),
             encoding=encoding, n_tracks=self.n_tracks,
         ).reshape(self.frames_per_call, self.n_outputs)
 

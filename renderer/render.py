@@ -91,8 +91,9 @@ class RenderReport:
         return [name for name, p in zip(names, self.peak) if p > 1.0]
 
 
-def read_adm(reader: Bw64Reader, strict: bool = False) -> AdmDocument:
-    """The ADM of an open file: its axml parsed and merged with the chna chunk."""
+def read_adm(reader: Bw64Reader, strict: bool = False, release: bool = False) -> AdmDocument:
+    """The ADM of an open file: its axml parsed and merged with the chna chunk.
+    ``release``: drop the reader's copy of the axml bytes once parsed."""
     source = str(reader.path)
     if reader.chna is None:
         raise AdmError(f"{source}: no chna chunk: this is not an ADM BWF file")
@@ -100,6 +101,8 @@ def read_adm(reader: Bw64Reader, strict: bool = False) -> AdmDocument:
         doc = AdmDocument(source=source)
     else:
         doc = parse_adm_xml(reader.axml, source=source, strict=strict)
+        if release:
+            reader.release_axml()
     return apply_chna(doc, reader.chna, reader.channels, source=source)
 
 
@@ -321,7 +324,7 @@ def render_outputs(
 
     with Bw64Reader(input_path) as reader:
         source = str(input_path)
-        doc = read_adm(reader, strict=strict)
+        doc = read_adm(reader, strict=strict, release=True)
         doc, timing_notes = check_block_timing(doc, fix=fix_block_timing)
         all_items = select_items(doc, programme_id=programme_id,
                                  complementary_object_ids=complementary_object_ids,
