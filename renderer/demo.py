@@ -84,12 +84,17 @@ def build_scene(
 ) -> tuple[AdmDocument, tuple[ChnaEntry, ...], SceneAudio]:
     """An Atmos-style scene: 7.1.2 bed on tracks 1-10, then ``n_objects`` moving objects.
 
+    Three audioContents, as a feature's stems: "Music" (the bed), "Dialogue" (the first object,
+    marked as dialogue) and "Effects" (the other objects).
+
     Block lengths vary at random around ``mean_block_seconds`` (a whole number of samples
     each), as metadata changes would make them.
     """
     rng = np.random.default_rng(seed)
     total = int(round(duration * sample_rate))
-    builder = AdmBuilder("dubstage demo")
+    builder = AdmBuilder("dubstage demo", content_name="Music")
+    dialogue = builder.add_content("Dialogue", dialogue=1)
+    effects = builder.add_content("Effects", dialogue=0)
     bed_tracks = list(range(1, len(ATMOS_BED_7_1_2) + 1))
     builder.add_direct_speakers("Bed 7.1.2", bed_tracks, channels=ATMOS_BED_7_1_2)
     for k in range(n_objects):
@@ -118,7 +123,8 @@ def build_scene(
                 rtime=a, duration=b - a, cartesian=True,
                 jump_position=JumpPosition(True, interp),
             ))
-        builder.add_object(f"Object {k + 1}", blocks, track_index=len(bed_tracks) + k + 1)
+        builder.add_object(f"Object {k + 1}", blocks, track_index=len(bed_tracks) + k + 1,
+                           content=dialogue if k == 0 else effects)
     doc, chna = builder.build(sample_rate=sample_rate, bit_depth=24)
     n_tracks = len(bed_tracks) + n_objects
     kinds = np.array([1] * 3 + [3] + [0] * 6 + [rng.integers(0, 4) for _ in range(n_objects)])
