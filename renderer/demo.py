@@ -128,12 +128,19 @@ def build_scene(
     doc, chna = builder.build(sample_rate=sample_rate, bit_depth=24)
     n_tracks = len(bed_tracks) + n_objects
     kinds = np.array([1] * 3 + [3] + [0] * 6 + [rng.integers(0, 4) for _ in range(n_objects)])
+    if n_objects:
+        kinds[len(bed_tracks)] = 1  # the dialogue object: bursts of noise, like syllables
+    # Levels of a mix near -23 LUFS on 7.1.4 with headroom on every layout (about -20 LUFS
+    # and below full scale on 2.0); the dialogue object 10 dB above the other objects.
+    levels = np.full(n_tracks, 0.07 / np.sqrt(max(1.0, n_tracks / 8)))
+    if n_objects:
+        levels[len(bed_tracks)] *= 10 ** (10 / 20)
     audio = SceneAudio(
         sample_rate=sample_rate,
         kinds=kinds[:n_tracks],
         frequencies=rng.uniform(110, 880, n_tracks),
         rates=rng.uniform(0.2, 3.0, n_tracks),
-        levels=np.full(n_tracks, 0.5 / np.sqrt(max(1.0, n_tracks / 8))),
+        levels=levels,
     )
     return doc, chna, audio
 

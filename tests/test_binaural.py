@@ -1,0 +1,264 @@
+"""Tests for renderer.binaural: HRTF rendering of point sources, beds, LFE, wide sources.
+
+Expected values come from the HRIRs themselves (convolution with numpy), from synthetic HRTF
+sets with known delays and levels, from the head-rotation geometry worked out by hand, and from
+the Woodworth spherical-head ITD model for the bound on ITD steps.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from adm.builder import ATMOS_BED_7_1_2, AdmBuilder, ObjectsBlockSpec
+from adm.items import select_items
+from renderer.binaural import HeadOrientation, configure_binaural, render_binaural_array
+from renderer.hrtf import HrtfSet, default_hrtf, resample_hrtf
+
+SR = 48000
+RNG = np.random.default_rng(7)
+
+
+def _noise(n: int, tracks: int = 1) -> np.ndarray:
+    return (0.1 * RNG.standard_normal((n, tracks))).astype(np.float32)
+
+
+def _object_items(blocks, n_tracks: int = 1, track: int = 1):
+    b = AdmBuilder("p")
+    b.add_object("o", blocks, track)
+    doc, _ = b.build()
+    return select_items(doc)
+
+
+def _static(az: float, el: float = 0.0, **spec):
+    return _object_items([ObjectsBlockSpec((az, el), **spec)])
+
+
+# ------------------------------------------------------------------------------------------
+# analysis helpers (independent of the renderer)
+
+
+def _lag(a: np.ndarray, b: np.ndarray, max_lag: int = 64) -> float:
+    """Sub-sample lag (samples) by which b follows a: peak of the cross-correlation with a
+    parabola through the three highest points."""
+    full = np.correlate(b, a, mode="full")
+    centre = len(a) - 1
+    window = full[centre - max_lag:centre + max_lag + 1]
+    i = int(np.argmax(window))
+    if 0 < i < len(window) - 1:
+        y0, y1, y2 = window[i - 1:i + 2]
+        i = i + 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2)
+    return i - max_lag
+
+
+def _band_levels(x: np.ndarray) -> np.ndarray:
+    """Energy in dB of octave bands centred 250 Hz .. 8 kHz."""
+    spectrum = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1.0 / SR)
+    centres = 250.0 * 2.0 ** np.arange(6)
+    return np.array([10 * np.log10(spectrum[(f >= c / np.sqrt(2)) & (f < c * np.sqrt(2))].sum())
+                     for c in centres])
+
+
+def _coherence(y: np.ndarray) -> float:
+    """Interaural coherence: max |normalised cross-correlation| within +-1 ms."""
+    left, right = y[:, 0] - y[:, 0].mean(), y[:, 1] - y[:, 1].mean()
+    full = np.correlate(right, left, mode="full") / np.sqrt((left ** 2).sum() * (right ** 2).sum())
+    centre, lag = len(left) - 1, SR // 1000
+    return float(np.abs(full[centre - lag:centre + lag + 1]).max())
+
+
+def _kemar_hrir(az: float, el: float) -> np.ndarray:
+    """(2, L) HRIR of a measured KEMAR direction at 48 kHz, straight from the set."""
+    h = resample_hrtf(default_hrtf(), SR)
+    d = np.asarray(h.directions)
+    i = int(np.flatnonzero((np.abs(d[:, 0] % 360 - az % 360) < 1e-6)
+                           & (np.abs(d[:, 1] - el) < 1e-6))[0])
+    return np.asarray(h.hrirs[i], np.float64)
+
+
+def _synthetic_set(delay_fn, gain_fn, length: int = 64) -> HrtfSet:
+    """A grid (azimuth step 10, elevation -60..60 step 30, plus poles) of delayed, scaled unit
+    impulses: ear e of direction (az, el) is gain_fn(az, el)[e] at sample delay_fn(az, el)[e]."""
+    dirs = [(az, el) for el in (-60, -30, 0, 30, 60) for az in range(0, 360, 10)]
+    dirs += [(0, -90), (0, 90)]
+    hrirs = np.zeros((len(dirs), 2, length), np.float32)
+    for i, (az, el) in enumerate(dirs):
+        for e in range(2):
+            hrirs[i, e, int(delay_fn(az, el)[e])] = gain_fn(az, el)[e]
+    return HrtfSet(sample_rate=SR, directions=np.array(dirs, float), hrirs=hrirs, name="synthetic")
+
+
+def _itd_set() -> HrtfSet:
+    def delays(az, el):
+        s = np.sin(np.radians(az)) * np.cos(np.radians(el))
+        return 20 - round(10 * s), 20 + round(10 * s)
+
+    def gains(az, el):
+        s = np.sin(np.radians(az)) * np.cos(np.radians(el))
+        return 10 ** (3 * s / 20), 10 ** (-3 * s / 20)
+
+    return _synthetic_set(delays, gains)
+
+
+IMPULSE_SET = _synthetic_set(lambda az, el: (0, 0), lambda az, el: (1.0, 1.0))
+ITD_SET = _itd_set()
+
+
+# ------------------------------------------------------------------------------------------
+# tests
+
+
+def test_head_orientation_matrix_by_hand():
+    front, left, up, right = (np.array(v, float) for v in ([0, 1, 0], [-1, 0, 0], [0, 0, 1],
+                                                            [1, 0, 0]))
+    np.testing.assert_allclose(HeadOrientation(yaw=90).matrix() @ front, left, atol=1e-12)
+    np.testing.assert_allclose(HeadOrientation(pitch=90).matrix() @ front, up, atol=1e-12)
+    np.testing.assert_allclose(HeadOrientation(roll=90).matrix() @ right, -up, atol=1e-12)
+    r = HeadOrientation(10, 20, 30).matrix()
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1000, 20001, 40960])
+def test_unit_impulse_hrtf_passes_input_unchanged_and_keeps_length(n):
+    x = _noise(n)
+    y = render_binaural_array(_static(37.0, 12.0), x, SR, hrtf=IMPULSE_SET)
+    assert y.shape == (n, 2)
+    np.testing.assert_allclose(y, np.repeat(x, 2, axis=1), atol=2e-6)
+
+
+def test_measured_direction_of_synthetic_set_gives_its_delays_and_levels():
+    n = 6000
+    x = _noise(n)
+    y = render_binaural_array(_static(30.0), x, SR, hrtf=ITD_SET)
+    # az 30: left 5 samples early (delay 15), +1.5 dB; right delay 25, -1.5 dB
+    g = 10 ** (1.5 / 20)
+    np.testing.assert_allclose(y[15:, 0], g * x[:n - 15, 0], atol=2e-5)
+    np.testing.assert_allclose(y[25:, 1], x[:n - 25, 0] / g, atol=2e-5)
+
+
+def test_kemar_measured_direction_reproduces_its_hrir():
+    n = 24000
+    x = _noise(n)[:, 0]
+    y = render_binaural_array(_static(30.0), x[:, None], SR)
+    h = _kemar_hrir(30.0, 0.0)
+    ref = np.stack([np.convolve(x, h[e])[:n] for e in range(2)], axis=1)
+    itd_out = _lag(y[:, 0], y[:, 1]) / SR
+    itd_ref = _lag(ref[:, 0], ref[:, 1]) / SR
+    assert itd_ref > 100e-6  # source on the left: the right ear lags
+    assert abs(itd_out - itd_ref) < 20e-6
+    ild_out = _band_levels(y[:, 0]) - _band_levels(y[:, 1])
+    ild_ref = _band_levels(ref[:, 0]) - _band_levels(ref[:, 1])
+    assert np.all(np.abs(ild_out - ild_ref) < 1.0)
+    for e in range(2):
+        assert np.corrcoef(y[:, e], ref[:, e])[0, 1] >= 0.98
+
+
+def test_itd_and_ild_vary_smoothly_between_measured_directions():
+    # elevation 5 lies between KEMAR's 0 and 10 degree rings: every direction is interpolated
+    x = np.zeros((4096, 1), np.float32)
+    x[0] = 1.0
+    itds, ilds = [], []
+    for az in range(0, 95, 5):
+        y = render_binaural_array(_static(float(az), 5.0), x, SR)
+        itds.append(_lag(y[:, 0], y[:, 1]) / SR)
+        ilds.append(10 * np.log10((y[:, 0] ** 2).sum() / (y[:, 1] ** 2).sum()))
+    steps = np.diff(itds)
+    # Woodworth: ITD = (a / c) (theta + sin theta); its steepest slope, 2 a / c with a = 8.75 cm,
+    # is 45 us per 5 degrees. Allow twice that, and at most a one-sample dip (21 us).
+    assert itds[0] < 30e-6 and itds[-1] > 500e-6
+    assert np.all(steps > -1.0 / SR)
+    assert np.all(steps < 90e-6)
+    assert np.all(np.abs(np.diff(ilds)) < 4.0)
+
+
+def test_moving_object_does_not_click():
+    n = SR
+    t = np.arange(n) / SR
+    x = (0.5 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)[:, None]
+    sweep = _object_items([
+        ObjectsBlockSpec((0.0, 0.0), rtime=0, duration=Fraction(1, 10)),
+        ObjectsBlockSpec((90.0, 0.0), rtime=Fraction(1, 10), duration=Fraction(4, 10)),
+        ObjectsBlockSpec((-60.0, 0.0), rtime=Fraction(1, 2), duration=Fraction(1, 2),
+                         jump=True, interpolation_length=0),
+    ])
+    y = render_binaural_array(sweep, x, SR)
+    static_steps = max(np.abs(np.diff(render_binaural_array(_static(az), x, SR), axis=0)).max()
+                       for az in (0.0, 90.0, -60.0))
+    assert np.abs(np.diff(y, axis=0)).max() <= 1.2 * static_steps
+
+
+def test_lfe_goes_to_both_ears_at_the_documented_level():
+    b = AdmBuilder("p")
+    b.add_direct_speakers("bed", [1, 2, 3, 4, 5, 6], pack_format_id="AP_00010003")  # 5.1
+    doc, _ = b.build()
+    items = select_items(doc)
+    x = np.zeros((5000, 6), np.float32)
+    x[:, 3] = _noise(5000)[:, 0]  # LFE1 is the fourth channel of the 5.1 pack
+    y = render_binaural_array(items, x, SR)
+    np.testing.assert_allclose(y[:, 0], x[:, 3], atol=1e-6)
+    np.testing.assert_allclose(y[:, 1], x[:, 3], atol=1e-6)
+    y6 = render_binaural_array(items, x, SR, lfe_gain_db=-6.0)
+    np.testing.assert_allclose(y6, np.repeat(x[:, 3:4], 2, 1) * 10 ** (-6 / 20), atol=1e-6)
+
+
+def test_bed_channels_play_at_their_nominal_positions():
+    n = 8000
+    x = _noise(n)
+    reference = render_binaural_array(_static(30.0), x, SR)
+    b = AdmBuilder("p")
+    b.add_direct_speakers("stereo", [1, 2], pack_format_id="AP_00010002")  # M+030, M-030
+    doc, _ = b.build()
+    stereo = render_binaural_array(select_items(doc), np.concatenate([x, 0 * x], 1), SR)
+    np.testing.assert_allclose(stereo, reference, atol=1e-5)
+    # Dolby bed RC_L at cartesian (-1, 1, 0): azimuth 30 by the BS.2127 clause 10 conversion
+    b = AdmBuilder("p")
+    b.add_direct_speakers("bed", [1], channels=[ATMOS_BED_7_1_2[0]])
+    doc, _ = b.build()
+    atmos = render_binaural_array(select_items(doc), x, SR)
+    np.testing.assert_allclose(atmos, reference, atol=1e-5)
+
+
+def test_diffuse_object_is_less_coherent_and_wide_object_is_spread():
+    n = 24000
+    x = _noise(n)
+    point = _coherence(render_binaural_array(_static(0.0), x, SR))
+    # diffuse (BS.2127 clause 7.4) decorrelates each virtual loudspeaker: with an extent that
+    # spreads the source over all of them the ears receive mostly uncorrelated signals
+    diffuse = _coherence(render_binaural_array(
+        _static(0.0, width=360.0, height=180.0, diffuse=1.0), x, SR))
+    assert point > 0.9
+    assert diffuse < point - 0.1
+
+    # extent (BS.2127 clause 7.3.7): a 360-degree-wide source surrounds the listener evenly, so
+    # the interaural level difference of a source at 60 degrees vanishes
+    def ild(y):
+        return 10 * np.log10((y[:, 0] ** 2).sum() / (y[:, 1] ** 2).sum())
+
+    narrow = ild(render_binaural_array(_static(60.0), x, SR))
+    wide = ild(render_binaural_array(_static(60.0, width=360.0, height=180.0), x, SR))
+    assert narrow > 3.0
+    assert abs(wide) < 0.5
+
+
+def test_head_yaw_turns_the_scene():
+    n = 8000
+    x = _noise(n)
+    turned = render_binaural_array(_static(30.0), x, SR, orientation=HeadOrientation(yaw=30.0))
+    ahead = render_binaural_array(_static(0.0), x, SR)
+    np.testing.assert_allclose(turned, ahead, atol=1e-5)
+
+
+def test_setup_routes_items_to_their_paths():
+    b = AdmBuilder("p")
+    b.add_direct_speakers("bed", [1, 2, 3, 4, 5, 6], pack_format_id="AP_00010003")
+    b.add_object("point", [ObjectsBlockSpec((10.0, 0.0))], 7)
+    b.add_object("wide", [ObjectsBlockSpec((10.0, 0.0), width=40.0)], 8)
+    doc, _ = b.build()
+    setup = configure_binaural(select_items(doc), SR, 8, hrtf=IMPULSE_SET)
+    assert sorted(setup.point_tracks.tolist()) == [0, 1, 2, 4, 5, 6]
+    assert setup.lfe_tracks == (3,)
+    assert set(setup.plan.segments.track.tolist()) == {7}
+    assert setup.virtual_layout.n_channels == 22
