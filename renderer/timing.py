@@ -102,16 +102,19 @@ def _block_timings_vectorised(blocks, sr, object_start, object_duration, interpo
     denominators |= {t.denominator for t in extra}
     tick = math.lcm(*denominators)
     obj_start = object_start if object_start is not None else Fraction(0)
-    longest = max([t for t in lengths if t is not None], default=Fraction(0))
-    horizon = (obj_start + max(rtimes) + max(durations) + longest) * tick * sr
+
+    def tick_counts(values) -> list[int]:  # exact Python ints: no overflow before the check
+        return [v.numerator * (tick // v.denominator) for v in values]
+
+    start_ticks, duration_ticks = tick_counts(rtimes), tick_counts(durations)
+    jump_ticks = tick_counts([length if length is not None else Fraction(0)
+                              for length in lengths])
+    obj_ticks = obj_start.numerator * (tick // obj_start.denominator)
+    horizon = (obj_ticks + max(start_ticks) + max(duration_ticks) + max(jump_ticks)) * sr
     if horizon >= _TICKS_LIMIT or tick * sr >= _TICKS_LIMIT:
         return None
-
-    def ticks(values):
-        return np.array([v.numerator * (tick // v.denominator) for v in values], np.int64)
-
-    start = ticks(rtimes) + int(obj_start * tick)
-    end = start + ticks(durations)
+    start = np.array(start_ticks, np.int64) + obj_ticks
+    end = start + np.array(duration_ticks, np.int64)
     if object_duration is not None:
         late = np.flatnonzero(end > int((obj_start + object_duration) * tick))
         if len(late):
@@ -126,8 +129,7 @@ def _block_timings_vectorised(blocks, sr, object_start, object_duration, interpo
         contiguous = np.zeros(n, bool)
         contiguous[1:] = start[1:] == end[:-1]
         has_jump = np.array([length is not None for length in lengths])
-        jump_length = ticks([length if length is not None else Fraction(0)
-                             for length in lengths])
+        jump_length = np.array(jump_ticks, np.int64)
         target = np.where(contiguous, np.where(has_jump, start + jump_length, end), start)
         too_long = np.flatnonzero(target > end)
         if len(too_long):
