@@ -329,6 +329,29 @@ def _warning_printer(debug: bool):
     return show
 
 
+_INPUT_ERROR_MODULES = ("renderer.hrtf", "renderer.loudness", "renderer.compliance")
+"""Modules imported only by some commands whose ValueErrors report bad input or options."""
+
+
+def _report_input_error(error: BaseException, debug: bool) -> int:
+    if debug:
+        raise error
+    message = str(error) or type(error).__name__
+    if isinstance(error, OSError) and error.filename is not None:
+        message = f"{error.filename}: {error.strerror or message}"
+    print(f"dubstage: error: {message.splitlines()[0] if message else message}",
+          file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _report_internal_error(error: BaseException, debug: bool) -> int:
+    if debug:
+        raise error
+    print(f"dubstage: internal error: {type(error).__name__}: {error} "
+          "(run with --debug for details)", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -346,23 +369,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _warning_printer(args.debug)
             return handlers[args.command](args)
     except expected as error:
-        if args.debug:
-            raise
-        message = str(error) or type(error).__name__
-        if isinstance(error, OSError) and error.filename is not None:
-            message = f"{error.filename}: {error.strerror or message}"
-        print(f"dubstage: error: {message.splitlines()[0] if message else message}",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _report_input_error(error, args.debug)
+    except ValueError as error:
+        if type(error).__module__ in _INPUT_ERROR_MODULES:
+            return _report_input_error(error, args.debug)
+        return _report_internal_error(error, args.debug)
     except KeyboardInterrupt:
         print("dubstage: interrupted; no output written", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - last resort: one line, no traceback
-        if args.debug:
-            raise
-        print(f"dubstage: internal error: {type(error).__name__}: {error} "
-              "(run with --debug for details)", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _report_internal_error(error, args.debug)
 
 
 if __name__ == "__main__":
