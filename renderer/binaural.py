@@ -28,13 +28,15 @@ direction this is exactly its HRIR. The onset delays stay in the filters: an HRI
 impulse at sample 0 passes the input unchanged, so the output is time-aligned with the input.
 
 Convolution is overlap-save with an FFT of ``N`` points and a hop of ``M = N / 2`` samples
-(``N`` at least 2048 and long enough for the filters). Filters are evaluated at the last sample
-of each hop; when a source's filter changes, the hop is computed with the previous and the new
-filters and crossfaded linearly over the hop, so moving sources do not click. Gains and
-directions are therefore followed at the hop rate (``M`` samples, 21 ms at 48 kHz with
-``N = 2048``), with linear interpolation between hops, rather than sample by sample as in the
-loudspeaker renderer. Many hops of all sources go through one jitted JAX call; only sources
-whose filter changes in a hop get a new filter.
+(``N`` at least 2048 and long enough for the filters), all rows at once: spectra laid out
+(bins, hops, rows) and filters (bins, rows, ears), so the sum over sources is one batched matrix
+product per bin. Gains (block gain, audioObject gain, the start and end of objects) are applied
+to the source signals sample by sample with the speaker renderer's block timing. Directions
+are followed every ``_UPDATE_HOPS`` hops (4 hops: 85 ms at 48 kHz, about the block rate of
+exported Atmos masters), taken at the end of that hop; the hop is computed with the previous
+and the new filters and crossfaded linearly, so moving sources do not click. Only sources
+whose direction changed get a new filter, and a source that is silent points at the direction
+of its next block, so its filter is ready when it starts.
 
 Head orientation (static): ``yaw`` positive turns the head to the left (anticlockwise seen from
 above, like azimuth), ``pitch`` positive raises the nose, ``roll`` positive lowers the right
@@ -44,16 +46,14 @@ HRTF lookup.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
+import scipy.fft
 
 from adm.items import DirectSpeakersRenderItem, HoaRenderItem, ObjectRenderItem
 from adm.model import (
@@ -69,7 +69,7 @@ from renderer.engine import Mixer
 from renderer.objects import needs_full_pipeline
 from renderer.plan import GainPlan, build_gain_plan
 from renderer.screen import point_cart_to_polar
-from renderer.timing import Segments, block_timings, evaluate_segments, segments_for_track
+from renderer.timing import Segments, block_timings, segments_for_track
 
 if TYPE_CHECKING:
     from renderer.hrtf import HrtfModel, HrtfSet
@@ -90,6 +90,7 @@ _LFE_LABELS = frozenset({"LFE", "LFE1", "LFE2", "LFEL", "LFER", "RC_LFE"})
 _HOPS_PER_CALL = 16
 _MIN_FFT = 2048
 _FINE = 32  # phase factors: exp(-j w k d) with k = FINE * c + f, from two short tables
+_UPDATE_HOPS = 4  # directions are followed every 4 hops (85 ms at 48 kHz), crossfaded
 
 
 # ------------------------------------------------------------------------------------------
@@ -180,117 +181,105 @@ def _scale(item) -> float:
 
 
 # ------------------------------------------------------------------------------------------
-# Filters (JAX)
+# Filters and gains (numpy)
 # ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class _FilterBank:
-    """Device arrays for filter construction. Spectra are (D, 2, Bp) real and imaginary
-    parts, Bp = bins padded to a multiple of _FINE; delays (D, 2) samples; ``inverse`` (T, 3, 3)
-    maps a direction to its weights in triangle t (``w = v @ inverse[t]``)."""
+    """The HRTF model as arrays for fast filter construction.
 
-    spectra_re: jax.Array
-    spectra_im: jax.Array
-    delays: jax.Array
-    inverse: jax.Array
-    triangles: jax.Array
-    fft_size: int
-    bins: int
-
-
-jax.tree_util.register_dataclass(
-    _FilterBank, data_fields=["spectra_re", "spectra_im", "delays", "inverse", "triangles"],
-    meta_fields=["fft_size", "bins"])
-
-
-def _filter_bank(model: HrtfModel) -> _FilterBank:
-    spectra = np.asarray(model.aligned_spectra)
-    n_bins = spectra.shape[-1]
-    padded = _FINE * -(-n_bins // _FINE)
-    spectra = np.pad(spectra, ((0, 0), (0, 0), (0, padded - n_bins)))
-    vectors = np.asarray(model.unit_vectors, np.float64)
-    triangles = np.asarray(model.triangles, np.int32)
-    inverse = np.linalg.inv(vectors[triangles])  # rows: the triangle's vertex vectors
-    return _FilterBank(
-        spectra_re=jnp.asarray(spectra.real, jnp.float32),
-        spectra_im=jnp.asarray(spectra.imag, jnp.float32),
-        delays=jnp.asarray(np.asarray(model.delays), jnp.float32),
-        inverse=jnp.asarray(inverse, jnp.float32),
-        triangles=jnp.asarray(triangles),
-        fft_size=int(model.fft_size), bins=n_bins)
-
-
-@jax.jit
-def _build_filters(bank: _FilterBank, directions: jax.Array, gains: jax.Array):
-    """Filters of directions (Q, 3) (unit vectors, head coordinates) with gains (Q,):
-    real and imaginary parts (Q, 2, Bp) of ``g * sum_i w_i A_i exp(-j 2 pi k d / N)``."""
-    w_all = jnp.einsum("qj,tjk->qtk", directions, bank.inverse)
-    best = jnp.argmax(jnp.min(w_all, axis=-1), axis=1)
-    w = jnp.maximum(jnp.take_along_axis(w_all, best[:, None, None], axis=1)[:, 0], 0.0)
-    w = w / jnp.maximum(jnp.sum(w, axis=-1, keepdims=True), 1e-12)
-    index = bank.triangles[best]  # (Q, 3)
-    n_dir, _, n_pad = bank.spectra_re.shape
-    flat = index.reshape(-1)
-    coef = (w * gains[:, None])[..., None]
-    a_re = jnp.take(bank.spectra_re.reshape(n_dir, -1), flat, axis=0).reshape(
-        index.shape + (2 * n_pad,))
-    a_im = jnp.take(bank.spectra_im.reshape(n_dir, -1), flat, axis=0).reshape(
-        index.shape + (2 * n_pad,))
-    h_re = jnp.sum(a_re * coef, axis=1).reshape(-1, 2, n_pad)
-    h_im = jnp.sum(a_im * coef, axis=1).reshape(-1, 2, n_pad)
-    delay = jnp.sum(bank.delays[index] * w[..., None], axis=1)  # (Q, 2)
-    scale = -2.0 * jnp.pi / bank.fft_size
-    coarse = delay[..., None] * (scale * _FINE * jnp.arange(n_pad // _FINE, dtype=jnp.float32))
-    fine = delay[..., None] * (scale * jnp.arange(_FINE, dtype=jnp.float32))
-    cc, sc, cf, sf = jnp.cos(coarse), jnp.sin(coarse), jnp.cos(fine), jnp.sin(fine)
-    p_re = (cc[..., :, None] * cf[..., None, :] - sc[..., :, None] * sf[..., None, :])
-    p_im = (cc[..., :, None] * sf[..., None, :] + sc[..., :, None] * cf[..., None, :])
-    p_re = p_re.reshape(delay.shape + (n_pad,))
-    p_im = p_im.reshape(delay.shape + (n_pad,))
-    return h_re * p_re - h_im * p_im, h_re * p_im + h_im * p_re
-
-
-@functools.partial(jax.jit, static_argnames=("bins",))
-def _convolve(state_re, state_im, frames, update_index, new_re, new_im, bins):
-    """One call: K hops of all sources.
-
-    state_re/im (S, 2, Bp): each source's filter before the first hop. frames (S, (K+1) M):
-    the previous hop's input, then K hops. update_index (K, U) int32: sources whose filter
-    changes at the end of each hop (padding: the always-silent last source); new_re/im
-    (K, U, 2, Bp): their new filters. Returns the new state and the output (K, 2, M) with
-    each hop crossfaded linearly from the old filters to the new ones.
+    ``spectra`` (D, 2, B) complex64 delay-free spectra; ``delays`` (D, 2) samples;
+    ``inverses`` (T, 3, 3) per-triangle matrices (``v @ inverses[t]`` = barycentric weights
+    of direction ``v`` in triangle ``t``); ``triangles`` (T, 3) direction indices.
     """
-    n_src, n_total = frames.shape
-    k_hops = update_index.shape[0]
-    hop = n_total // (k_hops + 1)
-    n_pad = state_re.shape[-1]
-    blocks = frames.reshape(n_src, k_hops + 1, hop)
-    windows = jnp.concatenate([blocks[:, :-1], blocks[:, 1:]], axis=-1)  # (S, K, 2M)
-    spectrum = jnp.fft.rfft(windows, axis=-1)
-    spectrum = jnp.pad(spectrum, ((0, 0), (0, 0), (0, n_pad - spectrum.shape[-1])))
-    x_re = jnp.transpose(jnp.real(spectrum), (1, 0, 2))  # (K, S, Bp)
-    x_im = jnp.transpose(jnp.imag(spectrum), (1, 0, 2))
 
-    def step(state, inputs):
-        h_re, h_im = state
-        xr, xi, upd, n_re, n_im = inputs
-        y_re = jnp.einsum("sb,seb->eb", xr, h_re) - jnp.einsum("sb,seb->eb", xi, h_im)
-        y_im = jnp.einsum("sb,seb->eb", xr, h_im) + jnp.einsum("sb,seb->eb", xi, h_re)
-        d_re, d_im = n_re - h_re[upd], n_im - h_im[upd]
-        ur, ui = xr[upd][:, None, :], xi[upd][:, None, :]
-        z_re = y_re + jnp.sum(ur * d_re - ui * d_im, axis=0)
-        z_im = y_im + jnp.sum(ur * d_im + ui * d_re, axis=0)
-        h_re = h_re.at[upd].set(n_re)
-        h_im = h_im.at[upd].set(n_im)
-        return (h_re, h_im), (y_re, y_im, z_re, z_im)
+    def __init__(self, model: HrtfModel) -> None:
+        self.spectra = np.ascontiguousarray(model.aligned_spectra, np.complex64)
+        self.delays = np.asarray(model.delays, np.float64)
+        self.triangles = np.asarray(model.triangles, np.int64)
+        vectors = np.asarray(model.unit_vectors, np.float64)
+        self.inverses = np.linalg.inv(vectors[self.triangles])
+        self.columns = [np.ascontiguousarray(self.inverses[:, :, j].T) for j in range(3)]
+        self.fft_size = int(model.fft_size)
+        self.bins = self.fft_size // 2 + 1
+        coarse = np.arange(self.bins // _FINE + 1) * _FINE
+        self._coarse_k = coarse.astype(np.float64)
+        self._fine_k = np.arange(_FINE, dtype=np.float64)
 
-    (state_re, state_im), (y_re, y_im, z_re, z_im) = jax.lax.scan(
-        step, (state_re, state_im), (x_re, x_im, update_index, new_re, new_im))
-    old = jnp.fft.irfft(jax.lax.complex(y_re, y_im)[..., :bins], n=2 * hop, axis=-1)[..., hop:]
-    new = jnp.fft.irfft(jax.lax.complex(z_re, z_im)[..., :bins], n=2 * hop, axis=-1)[..., hop:]
-    ramp = (jnp.arange(hop, dtype=jnp.float32) + 1.0) / hop
-    return state_re, state_im, old + ramp * (new - old)
+    def find_triangles(self, v: np.ndarray) -> np.ndarray:
+        """(Q, 3) unit vectors -> (Q,) index of a triangle containing each (brute force)."""
+        smallest = v @ self.columns[0]
+        np.minimum(smallest, v @ self.columns[1], out=smallest)
+        np.minimum(smallest, v @ self.columns[2], out=smallest)
+        return np.argmax(smallest, axis=1)
+
+    def weights(self, v: np.ndarray, hint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Barycentric weights (Q, 3) and triangle indices (Q,) of unit vectors ``v`` (Q, 3);
+        ``hint`` (Q,): triangles to try first (the previous ones of moving sources)."""
+        w = np.einsum("qi,qij->qj", v, self.inverses[hint])
+        miss = np.flatnonzero(w.min(axis=1) < -1e-9)
+        tri = hint.copy()
+        if len(miss):
+            tri[miss] = self.find_triangles(v[miss])
+            w[miss] = np.einsum("qi,qij->qj", v[miss], self.inverses[tri[miss]])
+        w = np.maximum(w, 0.0)
+        w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+        # exactly one measured response at (numerically) a measured direction
+        snap = w.max(axis=1) >= 1.0 - 1e-6
+        w[snap] = (w[snap] == w[snap].max(axis=1, keepdims=True)).astype(np.float64)
+        return w, tri
+
+    def filters(self, v: np.ndarray, hint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Filters (Q, 2, B) complex64 of unit vectors ``v`` (Q, 3) and their triangles:
+        ``sum_i w_i A_i(k) exp(-j 2 pi k d / N)``, ``d = sum_i w_i d_i`` per ear."""
+        w, tri = self.weights(v, hint)
+        index = self.triangles[tri]                                   # (Q, 3)
+        w32 = w.astype(np.float32)[:, :, None, None]
+        h = self.spectra[index[:, 0]] * w32[:, 0]
+        h += self.spectra[index[:, 1]] * w32[:, 1]
+        h += self.spectra[index[:, 2]] * w32[:, 2]
+        delay = np.einsum("qi,qie->qe", w, self.delays[index])       # (Q, 2)
+        scale = -2.0 * np.pi / self.fft_size
+        # exp(-j 2 pi k d / N) for k = FINE * c + f: products of two short tables (float64
+        # angles, complex64 factors)
+        coarse = np.exp(1j * scale * delay[..., None] * self._coarse_k).astype(np.complex64)
+        fine = np.exp(1j * scale * delay[..., None] * self._fine_k).astype(np.complex64)
+        phase = (coarse[..., :, None] * fine[..., None, :]).reshape(delay.shape + (-1,))
+        h *= phase[..., :self.bins]
+        return h, tri
+
+
+def _gain_breakpoints(segments: Segments, n_sources: int) -> tuple[np.ndarray, np.ndarray]:
+    """Breakpoints (keys, values) of every source's gain (column 3 of its segments) for
+    :func:`numpy.interp` over keys ``source * _KEY + sample``: each segment gives its values
+    at its first and last samples, and zeros half a sample outside it where no segment of the
+    same source follows or precedes directly (gaps are silent)."""
+    order = np.lexsort((segments.first, segments.track))
+    track = segments.track[order].astype(np.int64)
+    first = segments.first[order].astype(np.float64)
+    last = np.minimum(segments.last[order], _KEY // 2).astype(np.float64) - 1.0
+    g_from = segments.gains_from[order, 3].astype(np.float64)
+    g_to = segments.gains_to[order, 3].astype(np.float64)
+    p_first = segments.ramp_start[order]
+    p_last = p_first + (last - first) * segments.ramp_step[order]
+    v_first = g_from + p_first * (g_to - g_from)
+    v_last = g_from + p_last * (g_to - g_from)
+    base = track * _KEY
+    joined = np.zeros(len(first), bool)  # segment i directly follows segment i - 1
+    joined[1:] = (track[1:] == track[:-1]) & (first[1:] == last[:-1] + 1.0)
+    gap_before = ~joined
+    gap_after = np.ones(len(first), bool)
+    gap_after[:-1] = ~joined[1:]
+    keys = np.concatenate([base[gap_before] + first[gap_before] - 0.5, base + first,
+                           base + last, base[gap_after] + last[gap_after] + 0.5])
+    values = np.concatenate([np.zeros(int(gap_before.sum())), v_first, v_last,
+                             np.zeros(int(gap_after.sum()))])
+    order = np.argsort(keys, kind="stable")
+    return keys[order], values[order]
+
+
+_KEY = float(2 ** 40)  # samples of one source in the interpolation keys
+
 
 
 def _bucket(n: int, minimum: int) -> int:
@@ -437,7 +426,7 @@ def configure_binaural(
         point_segments=Segments.concatenate(parts, 4),
         lfe_tracks=tuple(lfe_tracks), lfe_gain=10.0 ** (lfe_gain_db / 20.0),
         virtual_layout=layout, virtual_directions=directions, rotation=rotation,
-        uses_virtual=bool(virtual_items), _bank=_filter_bank(model))
+        uses_virtual=bool(virtual_items), _bank=_FilterBank(model))
 
 
 # ------------------------------------------------------------------------------------------
@@ -450,78 +439,114 @@ class BinauralStage:
 
     :meth:`process` takes the virtual path's mix and the input tracks of the next ``n``
     frames and returns the output frames (m, 2) that are complete (fewer than ``n`` at first:
-    audio is processed in calls of ``16 * M`` frames); :meth:`finish` returns the rest, so the
-    whole output has exactly the input's length and is aligned with it.
+    audio is processed ``_HOPS_PER_CALL`` hops at a time); :meth:`finish` returns the rest, so
+    the whole output has exactly the input's length and is aligned with it.
+
+    Rows of the convolution: the P per-track sources (their gains applied sample by sample),
+    the V virtual loudspeakers, then one LFE row (a flat filter of the LFE gain).
     """
 
     n_outputs = 2
 
     def __init__(self, setup: BinauralSetup):
         self.setup = setup
-        bank = setup._bank
+        bank: _FilterBank = setup._bank
         self.bank = bank
         self.hop = bank.fft_size // 2
-        self.chunk = _HOPS_PER_CALL * self.hop
-        n_point = len(setup.point_tracks)
-        self.n_point = n_point
+        self.n_point = len(setup.point_tracks)
         self.n_virtual = setup.plan.n_outputs if setup.uses_virtual else 0
-        self.lfe_row = n_point + self.n_virtual if setup.lfe_tracks else None
-        n_rows = n_point + self.n_virtual + (1 if setup.lfe_tracks else 0) + 1  # + silent
-        self.n_rows = 32 * -(-n_rows // 32) if n_rows > 16 else _bucket(n_rows, 4)
-        self.silent = self.n_rows - 1
+        self.lfe_row = self.n_point + self.n_virtual if setup.lfe_tracks else None
+        self.n_rows = self.n_point + self.n_virtual + (1 if setup.lfe_tracks else 0)
         self.diffuse = None
         if setup.uses_virtual and setup.plan.diffuse:
             from renderer.decorrelation import DiffuseMixer, design_decorrelators
 
             self.diffuse = DiffuseMixer(design_decorrelators(setup.virtual_layout))
-        # buffers of source signals, (frames, rows), starting at absolute frame `self.start`
-        self.direct = np.zeros((self.hop, self.n_rows), np.float32)  # previous hop first
-        self.virtual = np.zeros((0, self.n_virtual), np.float32)
-        self.start = -self.hop  # absolute frame of self.direct[0]
+        # source signals from absolute frame `self.start` (the previous hop first)
+        self.buffer = np.zeros((self.hop, self.n_rows), np.float32)
+        self.start = -self.hop
+        self.virtual = np.zeros((0, self.n_virtual), np.float32)  # feeds not yet placed
+        self.virtual_end = 0  # absolute frame up to which the virtual rows are filled
         self.frames_in = 0
         self.frames_out = 0
-        self.hop_index = 0  # next hop to compute
-        self.previous_virtual = np.zeros((self.hop, self.n_virtual), np.float32)
-        # initial filters: sources at frame 0, fixed virtual loudspeakers and LFE
-        n_pad = bank.spectra_re.shape[-1]
-        state_re = np.zeros((self.n_rows, 2, n_pad), np.float32)
-        state_im = np.zeros_like(state_re)
-        self.current = np.zeros((n_point, 4), np.float32)
-        if n_point:
-            self.current = self._targets(np.array([0]))[0]
-            f_re, f_im = self._filters(self.current)
-            state_re[:n_point], state_im[:n_point] = f_re, f_im
+        self.hop_index = 0
+        filters = np.zeros((self.n_rows, 2, bank.bins), np.complex64)
+        self.triangle = np.zeros(self.n_point, np.int64)
+        self.direction = np.zeros((self.n_point, 3))
+        if self.n_point:
+            self.keys, self.values = _gain_breakpoints(setup.point_segments, self.n_point)
+            # run number of each breakpoint's value (equal neighbours share it)
+            self.value_run = np.concatenate([[0], np.cumsum(np.diff(self.values) != 0)])
+            seg = setup.point_segments  # sorted by source, then time
+            order = np.lexsort((seg.first, seg.track))
+            self.seg_track, self.seg_first = seg.track[order], seg.first[order]
+            self.seg_last = seg.last[order]
+            self.seg_key = self.seg_track * _KEY + self.seg_first
+            self.seg_p0, self.seg_step = seg.ramp_start[order], seg.ramp_step[order]
+            self.seg_from = seg.gains_from[order, :3].astype(np.float64)
+            self.seg_direction = seg.gains_to[order, :3].astype(np.float64)
+            self.direction = self._directions(np.zeros(self.n_point, np.int64))
+            self.triangle = bank.find_triangles(self.direction)
+            filters[:self.n_point], self.triangle = bank.filters(self.direction,
+                                                                 self.triangle)
         if self.n_virtual:
             v = setup.virtual_directions @ setup.rotation
-            f_re, f_im = _build_filters(bank, jnp.asarray(v, jnp.float32),
-                                        jnp.ones(len(v), jnp.float32))
-            state_re[n_point:n_point + self.n_virtual] = np.asarray(f_re)
-            state_im[n_point:n_point + self.n_virtual] = np.asarray(f_im)
+            filters[self.n_point:self.n_point + self.n_virtual] = bank.filters(
+                v, bank.find_triangles(v))[0]
         if self.lfe_row is not None:
-            state_re[self.lfe_row, :, :bank.bins] = setup.lfe_gain
-        self.state_re, self.state_im = jnp.asarray(state_re), jnp.asarray(state_im)
+            filters[self.lfe_row] = setup.lfe_gain
+        self.filters = np.ascontiguousarray(filters.transpose(2, 0, 1))  # (B, rows, 2)
 
-    def _targets(self, samples: np.ndarray) -> np.ndarray:
-        """(len(samples), P, 4): unit direction (head coordinates) and gain per source."""
-        values = evaluate_segments(self.setup.point_segments, self.n_point, samples)
-        vec = values[..., :3].astype(np.float64)
-        norm = np.linalg.norm(vec, axis=-1, keepdims=True)
-        vec = np.where(norm > 1e-9, vec / np.where(norm > 1e-9, norm, 1.0), [0.0, 1.0, 0.0])
-        out = np.empty(values.shape, np.float32)
-        out[..., :3] = vec @ self.setup.rotation
-        out[..., 3] = values[..., 3]
-        return out
+    def _directions(self, samples: np.ndarray) -> np.ndarray:
+        """(P, 3) unit directions (head coordinates) of the sources at ``samples`` (P,): the
+        (x, y, z) columns of each source's segment covering that sample, interpolated as the
+        gains are; a silent source points at its next block's direction (its filter is ready
+        when it starts)."""
+        sources = np.arange(self.n_point)
+        query = sources * _KEY + samples
+        at = np.searchsorted(self.seg_key, query, side="right") - 1  # segment starting before
+        valid = at >= 0
+        at = np.maximum(at, 0)
+        inside = valid & (self.seg_track[at] == sources) & (self.seg_last[at] > samples)
+        p = self.seg_p0[at] + (samples - self.seg_first[at]) * self.seg_step[at]
+        vec = self.seg_from[at] + p[:, None] * (self.seg_direction[at] - self.seg_from[at])
+        silent = ~inside | (np.linalg.norm(vec, axis=-1) < 1e-9)
+        if silent.any():  # the next segment of the source, if any
+            nxt = np.minimum(at + valid, len(self.seg_key) - 1)
+            same = self.seg_track[nxt] == sources
+            vec[silent] = np.where(same[silent, None], self.seg_direction[nxt[silent]],
+                                   [0.0, 1.0, 0.0])
+        norm = np.linalg.norm(vec, axis=-1)
+        vec = np.where(norm[:, None] > 1e-9, vec / np.maximum(norm, 1e-12)[:, None],
+                       [0.0, 1.0, 0.0])
+        return vec @ self.setup.rotation
 
-    def _filters(self, targets: np.ndarray):
-        f_re, f_im = _build_filters(self.bank, jnp.asarray(targets[:, :3]),
-                                    jnp.asarray(targets[:, 3]))
-        return np.asarray(f_re), np.asarray(f_im)
-
-    def _sources(self, tracks: np.ndarray) -> np.ndarray:
-        """(n, n_rows) direct-path source signals (point tracks, zeros for virtual, LFE)."""
-        out = np.zeros((len(tracks), self.n_rows), np.float32)
+    def _sources(self, tracks: np.ndarray, first: int) -> np.ndarray:
+        """(n, rows) source signals of input frames [first, first + n): point tracks times
+        their gains (sample-accurate, BS.2127 block timing), zeros for the virtual rows, LFE."""
+        n = len(tracks)
+        out = np.zeros((n, self.n_rows), np.float32)
         if self.n_point:
-            out[:, :self.n_point] = tracks[:, self.setup.point_tracks]
+            samples = np.arange(first, first + n, dtype=np.float64)
+            base = np.arange(self.n_point, dtype=np.float64) * _KEY
+            # the breakpoints around the frames: the last one at or before the first frame
+            # to the first one at or after the last frame
+            lo = np.maximum(np.searchsorted(self.keys, base + first, side="right") - 1, 0)
+            hi = np.searchsorted(self.keys, base + first + n - 1, side="left")
+            hi = np.minimum(hi, len(self.keys) - 1)
+            # constant over these frames: covered by this source's breakpoints, all of one
+            # value (one run of equal values from lo to hi)
+            covered = ((self.keys[lo] >= base) & (self.keys[lo] <= base + first)
+                       & (self.keys[hi] >= base + first + n - 1) & (self.keys[hi] < base + _KEY))
+            constant = covered & (self.value_run[lo] == self.value_run[hi])
+            gains = np.where(constant, self.values[lo], 0.0).astype(np.float32)
+            varying = np.flatnonzero(~constant)
+            point = np.take(tracks, self.setup.point_tracks, axis=1)
+            np.multiply(point, gains, out=out[:, :self.n_point])
+            for p in varying:
+                kp, vp = self.keys[lo[p]:hi[p] + 1], self.values[lo[p]:hi[p] + 1]
+                out[:, p] = point[:, p] * np.interp(base[p] + samples, kp, vp, left=0.0,
+                                                    right=0.0).astype(np.float32)
         if self.lfe_row is not None:
             out[:, self.lfe_row] = tracks[:, list(self.setup.lfe_tracks)].sum(axis=1)
         return out
@@ -529,8 +554,8 @@ class BinauralStage:
     def process(self, mixed: np.ndarray, tracks: np.ndarray) -> np.ndarray:
         """mixed (n, mixer width), tracks (n, >= n_tracks) float32 -> (m, 2) float32."""
         tracks = np.asarray(tracks, np.float32)
+        self.buffer = np.concatenate([self.buffer, self._sources(tracks, self.frames_in)])
         self.frames_in += len(tracks)
-        self.direct = np.concatenate([self.direct, self._sources(tracks)])
         if self.n_virtual:
             mixed = np.asarray(mixed, np.float32)
             n = self.setup.plan.n_outputs
@@ -549,79 +574,101 @@ class BinauralStage:
             self.virtual = np.concatenate([self.virtual, tail])
         return self._run(final=True)
 
+    def _place_virtual(self) -> None:
+        """Move the virtual feeds that have arrived into the buffer's virtual rows."""
+        if not self.n_virtual or not len(self.virtual):
+            return
+        begin = self.virtual_end - self.start
+        n = min(len(self.virtual), len(self.buffer) - begin)
+        if n > 0:
+            rows = slice(self.n_point, self.n_point + self.n_virtual)
+            self.buffer[begin:begin + n, rows] = self.virtual[:n]
+            self.virtual = self.virtual[n:]
+            self.virtual_end += n
+
+    def _ready(self) -> int:
+        """Frames after the previous hop whose every row is complete."""
+        end = self.start + len(self.buffer)
+        if self.n_virtual:
+            end = min(end, self.virtual_end)
+        return end - (self.start + self.hop)
+
     def _run(self, final: bool) -> np.ndarray:
+        self._place_virtual()
         outputs = []
         while True:
-            first = self.hop_index * self.hop
-            ready = self._ready_frames()
-            if ready - first >= self.chunk:
-                outputs.append(self._call(self.chunk))
+            ready = self._ready()
+            if ready >= _HOPS_PER_CALL * self.hop:
+                outputs.append(self._call(_HOPS_PER_CALL))
             elif final and self.frames_out < self.frames_in:
-                outputs.append(self._call(ready - first, pad=True))
+                hops = -(-(self.frames_in - self.frames_out) // self.hop)
+                pad = (hops + 1) * self.hop - len(self.buffer)
+                if pad > 0:
+                    self.buffer = np.pad(self.buffer, ((0, pad), (0, 0)))
+                outputs.append(self._call(hops))
             else:
                 break
+            self._place_virtual()
         out = np.concatenate(outputs) if outputs else np.zeros((0, 2), np.float32)
-        if final:
-            out = out[:max(self.frames_in - (self.frames_out - len(out)), 0)]
+        excess = self.frames_out - self.frames_in
+        if final and excess > 0:
+            out = out[:len(out) - excess]
+            self.frames_out = self.frames_in
         return out
 
-    def _ready_frames(self) -> int:
-        end = self.start + len(self.direct)
-        if self.n_virtual:
-            # self.virtual holds frames [hop_index * hop, ...) of the virtual feeds
-            end = min(end, self.hop_index * self.hop + len(self.virtual))
-        return end
+    def _call(self, k_hops: int) -> np.ndarray:
+        """Convolve the next ``k_hops`` hops of every row; (k_hops * hop, 2) output.
 
-    def _call(self, frames: int, pad: bool = False) -> np.ndarray:
-        hop, k_hops = self.hop, _HOPS_PER_CALL
-        n_frames = k_hops * hop
-        first = self.hop_index * hop
-        block = self.direct[:hop + n_frames]
-        if len(block) < hop + n_frames:
-            block = np.pad(block, ((0, hop + n_frames - len(block)), (0, 0)))
-        else:
-            block = block.copy()
-        if self.n_virtual:
-            v = self.virtual[:n_frames]
-            col = slice(self.n_point, self.n_point + self.n_virtual)
-            block[hop:hop + len(v), col] = v
-            block[:hop, col] = self.previous_virtual
-            self.previous_virtual = block[n_frames:n_frames + hop, col].copy()
-            self.virtual = self.virtual[n_frames:]
-        self.direct = self.direct[n_frames:]
-        self.start += n_frames
-        # filter updates at the last sample of each hop
-        n_pad = self.bank.spectra_re.shape[-1]
-        if self.n_point:
-            samples = first + hop * np.arange(1, k_hops + 1) - 1
-            targets = self._targets(samples)
-            previous = np.concatenate([self.current[None], targets[:-1]])
-            changed = np.any(targets != previous, axis=-1)  # (K, P)
-            self.current = targets[-1]
-            counts = changed.sum(axis=1)
-            width = _bucket(int(counts.max()), 4)
-            update = np.full((k_hops, width), self.silent, np.int32)
-            query = np.zeros((k_hops, width, 4), np.float32)
-            query[..., 1] = 1.0
-            hop_i, src = np.nonzero(changed)
-            slot = np.arange(len(hop_i)) - np.repeat(np.cumsum(counts) - counts, counts)
-            update[hop_i, slot] = src
-            query[hop_i, slot] = targets[hop_i, src]
-            f_re, f_im = _build_filters(self.bank, jnp.asarray(query[..., :3].reshape(-1, 3)),
-                                        jnp.asarray(query[..., 3].reshape(-1)))
-            f_re = f_re.reshape(k_hops, width, 2, n_pad)
-            f_im = f_im.reshape(k_hops, width, 2, n_pad)
-        else:
-            update = np.full((k_hops, 4), self.silent, np.int32)
-            f_re = f_im = jnp.zeros((k_hops, 4, 2, n_pad), jnp.float32)
-        self.state_re, self.state_im, out = _convolve(
-            self.state_re, self.state_im, jnp.asarray(block.T), jnp.asarray(update),
-            f_re, f_im, bins=self.bank.bins)
-        out = np.asarray(out).transpose(0, 2, 1).reshape(n_frames, 2)
+        Spectra are laid out (bins, hops, rows) and filters (bins, rows, ears), so that the
+        sum over rows is one batched matrix product per bin."""
+        hop, bank = self.hop, self.bank
+        block = self.buffer[:(k_hops + 1) * hop]
+        rows = block.shape[1]
+        item = block.strides[1]
+        windows = np.lib.stride_tricks.as_strided(
+            block, shape=(2 * hop, k_hops, rows),
+            strides=(block.strides[0], hop * block.strides[0], item), writeable=False)
+        spectrum = scipy.fft.rfft(windows, axis=0, workers=-1)  # (B, K, rows)
+        out = np.empty((bank.bins, k_hops, 2), np.complex64)
+        fades = []  # (hop within the call, spectrum of that hop with the new filters)
+        k = 0
+        while k < k_hops:
+            index = self.hop_index + k
+            update_at = (_UPDATE_HOPS - 1) - index % _UPDATE_HOPS  # hops until an update
+            run = min(update_at + 1, k_hops - k)
+            np.matmul(spectrum[:, k:k + run], self.filters, out=out[:, k:k + run])
+            k += run
+            if run == update_at + 1 and self.n_point:
+                u = k - 1
+                sample = (self.hop_index + k) * hop - 1
+                direction = self._directions(np.full(self.n_point, sample, np.int64))
+                moved = np.flatnonzero(np.any(direction != self.direction, axis=1))
+                if len(moved):
+                    new, tri = bank.filters(direction[moved], self.triangle[moved])
+                    new = new.transpose(2, 0, 1)  # (B, moved, 2)
+                    # every source moving (the usual case in busy mixes): slices, not copies
+                    rows = slice(0, self.n_point) if len(moved) == self.n_point else moved
+                    delta = new - self.filters[:, rows]
+                    x_moved = spectrum[:, u][:, rows][:, None, :]  # (B, 1, moved)
+                    faded = out[:, u] + np.matmul(x_moved, delta)[:, 0]
+                    fades.append((u, faded))
+                    self.filters[:, rows] = new
+                    self.triangle[moved] = tri
+                    self.direction[moved] = direction[moved]
+        frames = scipy.fft.irfft(out, n=2 * hop, axis=0, workers=-1)[hop:]  # (M, K, 2)
+        if fades:
+            ramp = ((np.arange(hop, dtype=np.float32) + 1.0) / hop)[:, None]
+            new = scipy.fft.irfft(np.stack([f for _, f in fades], axis=1), n=2 * hop,
+                                  axis=0, workers=-1)[hop:]  # (M, fades, 2)
+            for j, (u, _) in enumerate(fades):
+                frames[:, u] += ramp * (new[:, j] - frames[:, u])
+        consumed = k_hops * hop
+        self.buffer = self.buffer[consumed:]
+        self.start += consumed
         self.hop_index += k_hops
-        keep = n_frames if not pad else max(frames, 0)
-        self.frames_out += keep
-        return out[:keep]
+        self.frames_out += consumed
+        return np.ascontiguousarray(frames.transpose(1, 0, 2)).reshape(consumed, 2).astype(
+            np.float32)
 
 
 # ------------------------------------------------------------------------------------------

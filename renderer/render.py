@@ -227,7 +227,8 @@ class _Output:
     upmix: np.ndarray | None = None
     writer: Bw64Writer | None = None
     meter: Any = None
-    column: int = 0        # first column of this output's plan in the shared mix
+    column: int | None = 0  # first column of this output's plan in the shared mix (None:
+    #                         its plan is silent and is not mixed)
     measure_of: int | None = None  # dialogue measurement: index of the output it belongs to
 
     @property
@@ -248,6 +249,9 @@ def _shared_segments(built: Sequence[_Output]) -> tuple[Segments, int]:
     groups: list[tuple[Segments, list[_Output]]] = []
     for out in built:
         seg = out.plan.segments
+        if len(seg.track) == 0:
+            out.column = None  # silent plan: zeros, nothing to mix
+            continue
         for first, members in groups:
             if all(np.array_equal(getattr(first, f), getattr(seg, f)) for f in _TIMING_FIELDS):
                 members.append(out)
@@ -451,9 +455,12 @@ def render_outputs(
 
             def finish(result, block: np.ndarray) -> None:
                 nonlocal done
-                mixed = np.asarray(result)[:len(block)]
+                mixed = np.asarray(result)[:len(block)] if result is not None else None
                 for out in built:
-                    columns = mixed[:, out.column:out.column + out.width]
+                    if out.column is None:
+                        columns = np.zeros((len(block), out.width), np.float32)
+                    else:
+                        columns = mixed[:, out.column:out.column + out.width]
                     emit(out, out.stage.process(columns, block))
                 done += len(block)
                 if progress is not None:
@@ -473,7 +480,7 @@ def render_outputs(
             for block in blocks:
                 if encoding == "float":
                     block = delayer.process(block)
-                result = mixer.dispatch(block, encoding)
+                result = mixer.dispatch(block, encoding) if total else None
                 if pending is not None:
                     finish(*pending)
                 pending = (result, block)
