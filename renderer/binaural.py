@@ -36,7 +36,9 @@ are followed every ``_UPDATE_HOPS`` hops (4 hops: 85 ms at 48 kHz, about the blo
 exported Atmos masters), taken at the end of that hop; the hop is computed with the previous
 and the new filters and crossfaded linearly, so moving sources do not click. Only sources
 whose direction changed get a new filter, and a source that is silent points at the direction
-of its next block, so its filter is ready when it starts.
+of its next block, so its filter is ready when it starts. The convolution runs with numpy and
+scipy's threaded FFTs on a CPU host, and with the same operations in JAX on an accelerator
+(:meth:`BinauralSetup.stage`'s ``backend``); memory does not grow with the file's length.
 
 Head orientation (static): ``yaw`` positive turns the head to the left (anticlockwise seen from
 above, like azimuth), ``pitch`` positive raises the nose, ``roll`` positive lowers the right
@@ -327,9 +329,10 @@ class BinauralSetup:
         """Columns of the virtual path's mix: ``2 * n_outputs`` with diffuse, else n_outputs."""
         return 2 * self.plan.n_outputs if self.plan.diffuse else self.plan.n_outputs
 
-    def stage(self) -> BinauralStage:
-        """A fresh streaming stage for one pass over the audio."""
-        return BinauralStage(self)
+    def stage(self, backend: str | None = None) -> BinauralStage:
+        """A fresh streaming stage for one pass over the audio. ``backend``: "numpy" (host
+        FFTs) or "jax" (for accelerators); default: numpy on a CPU, JAX otherwise."""
+        return BinauralStage(self, backend)
 
 
 def _load_model(hrtf, sample_rate: int):
@@ -448,8 +451,15 @@ class BinauralStage:
 
     n_outputs = 2
 
-    def __init__(self, setup: BinauralSetup):
+    def __init__(self, setup: BinauralSetup, backend: str | None = None):
         self.setup = setup
+        if backend is None:  # the host's threaded FFTs on a CPU, JAX on an accelerator
+            import jax
+
+            backend = "numpy" if jax.default_backend() == "cpu" else "jax"
+        if backend not in ("numpy", "jax"):
+            raise ValueError(f"binaural backend must be 'numpy' or 'jax', not {backend!r}")
+        self.ops = _NumpyOps() if backend == "numpy" else _JaxOps()
         bank: _FilterBank = setup._bank
         self.bank = bank
         self.hop = bank.fft_size // 2
@@ -495,7 +505,8 @@ class BinauralStage:
                 v, bank.find_triangles(v))[0]
         if self.lfe_row is not None:
             filters[self.lfe_row] = setup.lfe_gain
-        self.filters = np.ascontiguousarray(filters.transpose(2, 0, 1))  # (B, rows, 2)
+        self.filters = self.ops.asarray(np.ascontiguousarray(filters.transpose(2, 0, 1)))
+        # (B, rows, 2)
 
     def _directions(self, samples: np.ndarray) -> np.ndarray:
         """(P, 3) unit directions (head coordinates) of the sources at ``samples`` (P,): the
@@ -621,22 +632,16 @@ class BinauralStage:
 
         Spectra are laid out (bins, hops, rows) and filters (bins, rows, ears), so that the
         sum over rows is one batched matrix product per bin."""
-        hop, bank = self.hop, self.bank
-        block = self.buffer[:(k_hops + 1) * hop]
-        rows = block.shape[1]
-        item = block.strides[1]
-        windows = np.lib.stride_tricks.as_strided(
-            block, shape=(2 * hop, k_hops, rows),
-            strides=(block.strides[0], hop * block.strides[0], item), writeable=False)
-        spectrum = scipy.fft.rfft(windows, axis=0, workers=-1)  # (B, K, rows)
-        out = np.empty((bank.bins, k_hops, 2), np.complex64)
+        hop, bank, ops = self.hop, self.bank, self.ops
+        spectrum = ops.spectra(self.buffer[:(k_hops + 1) * hop], k_hops, hop)  # (B, K, rows)
+        runs = []
         fades = []  # (hop within the call, spectrum of that hop with the new filters)
         k = 0
         while k < k_hops:
             index = self.hop_index + k
             update_at = (_UPDATE_HOPS - 1) - index % _UPDATE_HOPS  # hops until an update
             run = min(update_at + 1, k_hops - k)
-            np.matmul(spectrum[:, k:k + run], self.filters, out=out[:, k:k + run])
+            runs.append(ops.matmul(spectrum[:, k:k + run], self.filters))
             k += run
             if run == update_at + 1 and self.n_point:
                 u = k - 1
@@ -645,30 +650,102 @@ class BinauralStage:
                 moved = np.flatnonzero(np.any(direction != self.direction, axis=1))
                 if len(moved):
                     new, tri = bank.filters(direction[moved], self.triangle[moved])
-                    new = new.transpose(2, 0, 1)  # (B, moved, 2)
+                    new = ops.asarray(new.transpose(2, 0, 1))  # (B, moved, 2)
                     # every source moving (the usual case in busy mixes): slices, not copies
                     rows = slice(0, self.n_point) if len(moved) == self.n_point else moved
                     delta = new - self.filters[:, rows]
                     x_moved = spectrum[:, u][:, rows][:, None, :]  # (B, 1, moved)
-                    faded = out[:, u] + np.matmul(x_moved, delta)[:, 0]
-                    fades.append((u, faded))
-                    self.filters[:, rows] = new
+                    fades.append((u, runs[-1][:, -1] + ops.matmul(x_moved, delta)[:, 0]))
+                    self.filters = ops.set_rows(self.filters, rows, new)
                     self.triangle[moved] = tri
                     self.direction[moved] = direction[moved]
-        frames = scipy.fft.irfft(out, n=2 * hop, axis=0, workers=-1)[hop:]  # (M, K, 2)
+        out = ops.concatenate(runs, axis=1) if len(runs) > 1 else runs[0]  # (B, K, 2)
+        frames = ops.irfft(out, 2 * hop)[hop:]  # (M, K, 2)
         if fades:
-            ramp = ((np.arange(hop, dtype=np.float32) + 1.0) / hop)[:, None]
-            new = scipy.fft.irfft(np.stack([f for _, f in fades], axis=1), n=2 * hop,
-                                  axis=0, workers=-1)[hop:]  # (M, fades, 2)
-            for j, (u, _) in enumerate(fades):
-                frames[:, u] += ramp * (new[:, j] - frames[:, u])
+            new = ops.irfft(ops.stack([f for _, f in fades], axis=1), 2 * hop)[hop:]
+            frames = ops.crossfade(frames, [u for u, _ in fades], new)
         consumed = k_hops * hop
         self.buffer = self.buffer[consumed:]
         self.start += consumed
         self.hop_index += k_hops
         self.frames_out += consumed
-        return np.ascontiguousarray(frames.transpose(1, 0, 2)).reshape(consumed, 2).astype(
-            np.float32)
+        frames = np.asarray(frames, np.float32)
+        return np.ascontiguousarray(frames.transpose(1, 0, 2)).reshape(consumed, 2)
+
+
+class _NumpyOps:
+    """Array operations of the convolution on the host (numpy, scipy's threaded FFTs)."""
+
+    matmul = staticmethod(np.matmul)
+    concatenate = staticmethod(np.concatenate)
+    stack = staticmethod(np.stack)
+
+    @staticmethod
+    def asarray(x: np.ndarray) -> np.ndarray:
+        return np.asarray(x)
+
+    @staticmethod
+    def spectra(block: np.ndarray, k_hops: int, hop: int) -> np.ndarray:
+        """(frames, rows) with frames = (k_hops + 1) * hop -> (B, k_hops, rows): the rfft of
+        each overlap-save window (the previous hop and this one)."""
+        windows = np.lib.stride_tricks.as_strided(
+            block, shape=(2 * hop, k_hops, block.shape[1]),
+            strides=(block.strides[0], hop * block.strides[0], block.strides[1]),
+            writeable=False)
+        return scipy.fft.rfft(windows, axis=0, workers=-1)
+
+    @staticmethod
+    def irfft(x: np.ndarray, n: int) -> np.ndarray:
+        return scipy.fft.irfft(x, n=n, axis=0, workers=-1)
+
+    @staticmethod
+    def set_rows(filters: np.ndarray, rows, new: np.ndarray) -> np.ndarray:
+        filters[:, rows] = new
+        return filters
+
+    @staticmethod
+    def crossfade(frames: np.ndarray, hops: list[int], new: np.ndarray) -> np.ndarray:
+        """Hop ``hops[j]`` of ``frames`` (M, K, 2) faded linearly to ``new[:, j]``."""
+        ramp = ((np.arange(frames.shape[0], dtype=np.float32) + 1.0) / frames.shape[0])
+        for j, u in enumerate(hops):
+            frames[:, u] += ramp[:, None] * (new[:, j] - frames[:, u])
+        return frames
+
+
+class _JaxOps:
+    """The same operations in JAX, for accelerators: the source signals go to the device once
+    per call; spectra, products and filters stay there."""
+
+    def __init__(self) -> None:
+        import jax.numpy as jnp
+
+        self.jnp = jnp
+        self.matmul = jnp.matmul
+        self.concatenate = jnp.concatenate
+        self.stack = jnp.stack
+
+    def asarray(self, x: np.ndarray):
+        return self.jnp.asarray(x)
+
+    def spectra(self, block: np.ndarray, k_hops: int, hop: int):
+        jnp = self.jnp
+        data = jnp.asarray(block)
+        index = jnp.arange(2 * hop)[:, None] + hop * jnp.arange(k_hops)[None, :]
+        return jnp.fft.rfft(data[index], axis=0)
+
+    def irfft(self, x, n: int):
+        return self.jnp.fft.irfft(x, n=n, axis=0)
+
+    @staticmethod
+    def set_rows(filters, rows, new):
+        return filters.at[:, rows].set(new)
+
+    def crossfade(self, frames, hops: list[int], new):
+        jnp = self.jnp
+        ramp = (jnp.arange(frames.shape[0], dtype=jnp.float32) + 1.0) / frames.shape[0]
+        u = jnp.asarray(hops)
+        faded = frames[:, u] + ramp[:, None, None] * (new - frames[:, u])
+        return frames.at[:, u].set(faded)
 
 
 # ------------------------------------------------------------------------------------------
@@ -677,10 +754,11 @@ class BinauralStage:
 
 
 def render_binaural_array(items: Sequence, audio: np.ndarray, sample_rate: int,
-                          **configure_kwargs) -> np.ndarray:
+                          backend: str | None = None, **configure_kwargs) -> np.ndarray:
     """Binaural render of ``audio`` (frames, n_tracks) float -> (frames, 2) float32, left then
     right, driving the virtual path's Mixer and a :class:`BinauralStage` in chunks.
-    ``configure_kwargs``: those of :func:`configure_binaural`."""
+    ``backend``: see :meth:`BinauralSetup.stage`; ``configure_kwargs``: those of
+    :func:`configure_binaural`."""
     from renderer.matrix import TrackDelayer
 
     audio = np.asarray(audio, np.float32)
@@ -688,7 +766,7 @@ def render_binaural_array(items: Sequence, audio: np.ndarray, sample_rate: int,
     plan = setup.plan
     delayer = TrackDelayer(list(plan.delayed_tracks), audio.shape[1])
     mixer = Mixer(plan.segments, setup.mixer_width, audio.shape[1] + len(plan.delayed_tracks))
-    stage = setup.stage()
+    stage = setup.stage(backend)
     outputs = []
     step = mixer.frames_per_call
     for begin in range(0, len(audio), step):
