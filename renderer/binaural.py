@@ -16,7 +16,9 @@ clause 10; the full object pipeline, clause 7) and adding HRTF filtering. Three 
    interpolation ramps), sampled once per processing hop; the direction is renormalised.
 2. **Virtual-loudspeaker path** for everything else (extent, diffuse, divergence, HOA, Matrix):
    the full BS.2127 render to the 22 non-LFE loudspeakers of ``9+10+3`` (including diffuse
-   decorrelation), each loudspeaker signal filtered with the HRTF of its direction.
+   decorrelation), each loudspeaker signal filtered with the HRTF of its direction. For
+   headphones, diffuse objects are also spread and wide objects also decorrelated
+   (:func:`binaural_extent`), so both give wide, decorrelated images.
 3. **LFE** (DirectSpeakers LFE channels): added to both ears without HRTF, at ``lfe_gain_db``
    (default 0 dB: unity gain to each ear), time-aligned with the HRTF paths.
 
@@ -48,6 +50,7 @@ HRTF lookup.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -176,6 +179,48 @@ def _block_directions(blocks: Sequence) -> np.ndarray:
         az, el, _ = point_cart_to_polar(np.clip(cart[is_cart], -1.0, 1.0))
         polar[is_cart, 0], polar[is_cart, 1] = az, el
     return _unit_vector(polar[:, 0], polar[:, 1])
+
+
+def binaural_extent(block: ObjectsBlock) -> ObjectsBlock:
+    """The block as the virtual-loudspeaker path renders it for headphones.
+
+    On loudspeakers, BS.2127 extent spreads one coherent signal over several loudspeakers and
+    diffuseness decorrelates it per loudspeaker; the room and the listener's movements make
+    either sound wide. Over headphones coherent copies from symmetric directions reach both
+    ears identically (a wide frontal source would sound mono), and a diffuse source panned to
+    one loudspeaker stays a point. So for headphones:
+
+    * diffuseness ``d`` also spreads the source: polar width at least ``360 d`` degrees and
+      height at least ``180 d`` degrees; cartesian width, height and depth at least ``d``
+      (a fully diffuse sound comes from all around);
+    * extent is also decorrelated: the diffuse part becomes ``max(d, e)`` with
+      ``e = min(1, max(width, height) / 180)`` for polar sizes (degrees) and
+      ``e = min(1, max(width, height, depth))`` for cartesian ones (room units); the
+      decorrelated part keeps the extent's loudspeaker gains (BS.2127 clause 7.4 filters).
+
+    A point source (no extent, ``d = 0``) is unchanged.
+    """
+    d = float(block.diffuse)
+    if block.cartesian:
+        width, height, depth = (max(v, d) for v in (block.width, block.height, block.depth))
+        e = min(1.0, max(width, height, depth))
+    else:
+        width, height = max(block.width, 360.0 * d), max(block.height, 180.0 * d)
+        depth = block.depth
+        e = min(1.0, max(width, height) / 180.0)
+    if (width, height, depth) == (block.width, block.height, block.depth) and e <= d:
+        return block
+    return dataclasses.replace(block, width=width, height=height, depth=depth,
+                               diffuse=max(d, e))
+
+
+def _widened(item: ObjectRenderItem) -> ObjectRenderItem:
+    """``item`` with :func:`binaural_extent` applied to every block."""
+    channel = item.channel_format
+    blocks = tuple(binaural_extent(b) for b in channel.blocks)
+    if all(a is b for a, b in zip(blocks, channel.blocks)):
+        return item
+    return dataclasses.replace(item, channel_format=dataclasses.replace(channel, blocks=blocks))
 
 
 def _scale(item) -> float:
@@ -418,6 +463,8 @@ def configure_binaural(
         parts.append(segments_for_track(len(tracks), timing, values))
         tracks.append(item.track_index)
     layout = get_layout(VIRTUAL_LAYOUT_NAME).without_lfe
+    virtual_items = [_widened(item) if isinstance(item, ObjectRenderItem) else item
+                     for item in virtual_items]
     plan = build_gain_plan(virtual_items, layout, sample_rate, source=source,
                            n_tracks=n_tracks)
     directions = _unit_vector(np.array([s.azimuth for s in layout.speakers]),
