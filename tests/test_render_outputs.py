@@ -22,8 +22,9 @@ SR = 48000
 def _scene(tmp_path):
     """Dialogue (an object at the front), music (a stereo bed) and effects (a moving object),
     each its own audioContent; 1 s of noise per track."""
-    builder = AdmBuilder("Feature", content_name="Dialogue")
-    dialogue = "ACO_1001"
+    builder = AdmBuilder(None)
+    builder.add_programme("Feature")
+    dialogue = builder.add_content("Dialogue", dialogue=1)
     music = builder.add_content("Music")
     effects = builder.add_content("Effects")
     builder.add_object("Dialogue", [ObjectsBlock(id="", position=PolarPosition(0.0, 0.0))],
@@ -110,3 +111,27 @@ def test_stem_file_names(tmp_path):
         tmp_path / "master_5.1_Dialogue_EN.wav"
     pattern = tmp_path / "mix_{layout}_{stem}.wav"
     assert stem_file_name(pattern, inp, "2.0", None) == tmp_path / "mix_2.0_mix.wav"
+
+
+def test_loudness_of_rendered_mixes_agrees_with_pyloudnorm(tmp_path):
+    """The loudness measured while rendering equals an independent BS.1770-4 implementation
+    (pyloudnorm, exact "DeMan" K-weighting filter) on the written files within 0.1 LU; the
+    dialogue loudness is that of the dialogue stem rendered alone."""
+    import pyloudnorm
+
+    scene = _scene(tmp_path)
+    requests = [OutputRequest(tmp_path / "stereo.wav", "2.0"),
+                OutputRequest(tmp_path / "surround.wav", "5.1"),
+                OutputRequest(tmp_path / "dialogue.wav", "5.1", content_ids=("Dialogue",))]
+    reports = render_outputs(scene, requests, float_output=True, measure_loudness=True)
+    meter = pyloudnorm.Meter(SR, filter_class="DeMan")
+    stereo = _read(reports[0].output).astype(np.float64)
+    assert abs(reports[0].loudness.integrated_lufs - meter.integrated_loudness(stereo)) < 0.1
+    # pyloudnorm weights five channels L R C Ls Rs as 1 1 1 1.41 1.41: drop the LFE column
+    surround = np.delete(_read(reports[1].output).astype(np.float64), 3, axis=1)
+    assert abs(reports[1].loudness.integrated_lufs - meter.integrated_loudness(surround)) < 0.1
+    # the content marked dialogue="1", rendered alone to 5.1, measured like the others
+    dialogue = np.delete(_read(reports[2].output).astype(np.float64), 3, axis=1)
+    assert abs(reports[1].dialogue_loudness.integrated_lufs
+               - meter.integrated_loudness(dialogue)) < 0.1
+    assert reports[2].dialogue_loudness is None  # a stem has no separate dialogue figure
