@@ -94,6 +94,10 @@ def _cartesian_block_gains(allocentric, coords, scale):
     return allocentric_gains(allocentric, jnp.clip(coords, -1.0, 1.0)) * scale[:, None]
 
 
+GAIN_BATCH = 16384
+"""Blocks per call of the batched gain kernels (a power of two: one compiled shape)."""
+
+
 def _bucket(n: int) -> int:
     size = 64
     while size < n:
@@ -159,17 +163,19 @@ def object_block_gains(
         (~cartesian & ~full, _polar_block_gains, lambda: panner.point_source),
         (cartesian & ~full, _cartesian_block_gains, lambda: panner.allocentric),
     ):
-        count = int(mask.sum())
-        if count == 0:
-            continue
-        pad = _bucket(count) - count
-        result = function(
-            configured(),
-            jnp.asarray(np.pad(coords[mask], ((0, pad), (0, 0)), constant_values=1.0),
-                        jnp.float32),
-            jnp.asarray(np.pad(scale[mask], (0, pad)), jnp.float32),
-        )
-        speaker_gains[mask] = np.asarray(result)[:count]
+        rows = np.flatnonzero(mask)
+        # fixed-size batches: the kernels' working memory does not grow with the file
+        for begin in range(0, len(rows), GAIN_BATCH):
+            chunk = rows[begin:begin + GAIN_BATCH]
+            count = len(chunk)
+            pad = _bucket(count) - count
+            result = function(
+                configured(),
+                jnp.asarray(np.pad(coords[chunk], ((0, pad), (0, 0)), constant_values=1.0),
+                            jnp.float32),
+                jnp.asarray(np.pad(scale[chunk], (0, pad)), jnp.float32),
+            )
+            speaker_gains[chunk] = np.asarray(result)[:count]
     if full.any():
         chosen = [b for b, f in zip(blocks, full) if f]
         speaker_gains[full] = _full_pipeline_gains(

@@ -59,6 +59,25 @@ def _item_segments(item, gains: np.ndarray, sample_rate: int, where: str,
     return [segments_for_track(track, timings, gains * np.float32(g)) for track, g in inputs]
 
 
+OBJECT_GROUP_BLOCKS = 65536
+"""Objects blocks whose gains are computed together (bounds the plan's working memory)."""
+
+
+def _groups(items: Sequence, limit: int) -> list[list]:
+    """``items`` in consecutive groups of at most ``limit`` blocks (an item with more blocks
+    is a group of its own)."""
+    groups: list[list] = [[]]
+    count = 0
+    for item in items:
+        n = len(item.channel_format.blocks)
+        if groups[-1] and count + n > limit:
+            groups.append([])
+            count = 0
+        groups[-1].append(item)
+        count += n
+    return groups
+
+
 def _object_scale(item) -> float:
     context = item.context
     return 0.0 if context.object_mute else context.object_gain
@@ -86,28 +105,35 @@ def build_gain_plan(
 
     if object_items:
         panner = configure_objects(layout)
-        all_blocks: list[ObjectsBlock] = []
-        all_scale: list[float] = []
-        for item in object_items:
-            blocks = item.channel_format.blocks
-            all_blocks.extend(blocks)
-            all_scale.extend([_object_scale(item)] * len(blocks))
         messages: list[str] = []
-        gains = object_block_gains(panner, all_blocks, np.array(all_scale),
-                                   reference_screen=object_items[0].context.reference_screen,
-                                   reproduction_screen=screen,
-                                   messages=messages)
+        # items in groups of about OBJECT_GROUP_BLOCKS blocks: the gains of one group are
+        # computed in one batch and turned into segments before the next group, so the
+        # working memory does not grow with the file
+        for group in _groups(object_items, OBJECT_GROUP_BLOCKS):
+            group_blocks: list[ObjectsBlock] = []
+            group_scale: list[float] = []
+            for item in group:
+                blocks = item.channel_format.blocks
+                group_blocks.extend(blocks)
+                group_scale.extend([_object_scale(item)] * len(blocks))
+            gains = object_block_gains(panner, group_blocks, np.array(group_scale),
+                                       reference_screen=object_items[0].context.reference_screen,
+                                       reproduction_screen=screen,
+                                       messages=messages)
+            direct, diffuse = direct_diffuse_split(gains, group_blocks)
+            del gains
+            group_diffuse = bool(np.any(diffuse))
+            has_diffuse |= group_diffuse
+            gains = np.concatenate([direct, diffuse], axis=1) if group_diffuse else direct
+            del direct, diffuse
+            offset = 0
+            for item in group:
+                n = len(item.channel_format.blocks)
+                item_parts = _item_segments(item, gains[offset:offset + n], sample_rate, where,
+                                            delayed, interpolate=True)
+                offset += n
+                (parts if group_diffuse else loudspeaker_only).extend(item_parts)
         warnings.extend(f"{where}{m}" for m in dict.fromkeys(messages))
-        direct, diffuse = direct_diffuse_split(gains, all_blocks)
-        has_diffuse = bool(np.any(diffuse))
-        gains = np.concatenate([direct, diffuse], axis=1) if has_diffuse else direct
-        offset = 0
-        for item in object_items:
-            n = len(item.channel_format.blocks)
-            item_gains = gains[offset:offset + n]
-            offset += n
-            parts.extend(_item_segments(item, item_gains, sample_rate, where, delayed,
-                                        interpolate=True))
 
     if direct_items:
         ds_panner = configure_direct_speakers(layout, screen=screen)

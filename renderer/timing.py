@@ -261,6 +261,8 @@ class Segments:
 
     @staticmethod
     def concatenate(parts: Sequence[Segments], n_out: int) -> Segments:
+        """All ``parts`` as one set of segments (n_out columns). A list given as ``parts`` is
+        emptied, so that each piece can be freed as soon as it has been copied."""
         if not parts:
             return Segments(
                 track=np.zeros(0, np.int32), first=np.zeros(0, np.int64),
@@ -268,8 +270,14 @@ class Segments:
                 gains_from=np.zeros((0, n_out), np.float32),
                 gains_to=np.zeros((0, n_out), np.float32),
             )
-        return Segments(*(np.concatenate([getattr(p, f) for p in parts]) for f in (
-            "track", "first", "last", "ramp_start", "ramp_step", "gains_from", "gains_to")))
+        fields = ("track", "first", "last", "ramp_start", "ramp_step", "gains_from", "gains_to")
+        columns = {f: [getattr(p, f) for p in parts] for f in fields}
+        if isinstance(parts, list):  # the caller's pieces are not needed any more
+            parts.clear()
+        joined = {}
+        for f in fields:  # one field at a time: the pieces of each are released once joined
+            joined[f] = np.concatenate(columns.pop(f))
+        return Segments(**joined)
 
 
 def segments_for_track(track: int, timing: ChannelTiming, gains: np.ndarray) -> Segments:
