@@ -267,6 +267,8 @@ def cmd_layouts(args) -> int:
     from layouts import describe_layouts
 
     print(describe_layouts())
+    print(f"{'binaural':<20} {2:>2} ch: left right (headphones; HRTF set: --hrtf, default "
+          "MIT KEMAR)")
     return 0
 
 
