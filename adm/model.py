@@ -39,7 +39,7 @@ class TypeDefinition(enum.Enum):
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolarPosition:
     """Object position in polar form: degrees, distance 1 = on the loudspeakers."""
 
@@ -48,7 +48,7 @@ class PolarPosition:
     distance: float = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CartesianPosition:
     """Object position in cartesian form: X right, Y front, Z up, unit cube."""
 
@@ -160,13 +160,14 @@ Zone = PolarZone | CartesianZone
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObjectsBlock:
     """audioBlockFormat of an Objects channel (BS.2076-2 clause 5.4.3.3).
 
     ``rtime``/``duration`` are seconds relative to the audioObject start, or both None.
     ``gain`` is linear. ``cartesian`` is the block's cartesian flag; ``position`` is then a
-    :class:`CartesianPosition`, else a :class:`PolarPosition`.
+    :class:`CartesianPosition`, else a :class:`PolarPosition`. Slotted (as are the positions):
+    a long master has hundreds of thousands of these.
     """
 
     id: str

@@ -128,7 +128,12 @@ def _has_interpolation_length(block: BlockFormat) -> bool:
 def _evolve(block: BlockFormat, changes: dict[str, object]) -> BlockFormat:
     """``dataclasses.replace`` for the block dataclasses (frozen, no ``__post_init__``),
     without the per-call field introspection: thousands of blocks may need a fix."""
-    new = object.__new__(type(block))
+    cls = type(block)
+    new = object.__new__(cls)
+    if "__slots__" in cls.__dict__:  # slotted dataclasses: the slots' own setters
+        for name in cls.__slots__:
+            cls.__dict__[name].__set__(new, changes.get(name, getattr(block, name)))
+        return new
     new.__dict__.update(block.__dict__)
     new.__dict__.update(changes)
     return new

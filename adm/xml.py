@@ -638,7 +638,8 @@ def _builder(cls: type[_T], names: tuple[str, ...]) -> Callable[..., _T]:
     ``names`` (all of them, in field order) positionally: for the hot paths of large files.
 
     The frozen ``__init__`` sets each field through ``object.__setattr__``; this fills the
-    instance ``__dict__`` directly, in field order, so the instance is identical to
+    instance's slots through their own setters (or its ``__dict__``, for a class without
+    slots) directly, in field order, so the instance is identical to
     ``cls(**dict(zip(names, values)))`` (same ``==``, ``hash``, ``repr``, ``vars``,
     ``dataclasses.replace``). If ``cls`` does not have exactly these fields (the model has
     changed) or has a ``__post_init__``, the builder just calls ``cls`` with keywords.
@@ -648,6 +649,16 @@ def _builder(cls: type[_T], names: tuple[str, ...]) -> Callable[..., _T]:
             or hasattr(cls, "__post_init__"):
         return lambda *values: cls(**dict(zip(names, values, strict=True)))
     new = object.__new__
+    if "__slots__" in cls.__dict__:  # slotted: the slots' own setters (no frozen check)
+        setters = tuple(cls.__dict__[name].__set__ for name in names)
+
+        def build_slotted(*values: object) -> _T:
+            instance = new(cls)
+            for setter, value in zip(setters, values):
+                setter(instance, value)
+            return instance
+
+        return build_slotted
 
     def build(*values: object) -> _T:
         instance = new(cls)
