@@ -94,7 +94,7 @@ class Mixer:
     """
 
     def __init__(self, segments: Segments, n_outputs: int, n_tracks: int,
-                 sub_block: int = 256, sub_blocks: int = 32):
+                 sub_block: int = 256, sub_blocks: int = 64):
         # Columns refer to their segment (no copies of the gains): a hold is one column, a
         # ramp two (FADE_OUT weighted by 1 - p with its from-gains, FADE_IN by p with its
         # to-gains); sorted by first sample for the sweep.
