@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 import warnings
@@ -212,7 +213,6 @@ def _loudness_summary(results, specs, json_path) -> None:
     print(format_table(checks, plain))
     if json_path:
         import json
-        import os
         import tempfile
 
         target = Path(json_path)
@@ -221,6 +221,9 @@ def _loudness_summary(results, specs, json_path) -> None:
             if dialogue is not None:
                 data.setdefault("dialogue", {})[name] = dialogue.as_dict()
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent or ".")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # a new file's usual permissions, not mkstemp's 0600
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
         os.replace(tmp, target)
@@ -383,5 +386,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report_internal_error(error, args.debug)
 
 
+def run() -> None:
+    """The ``dubstage`` console script: :func:`main`, then a quick exit.
+
+    Everything has been written, closed and flushed when :func:`main` returns, so the
+    interpreter's teardown (freeing a large parsed document object by object, stopping the
+    JAX runtime) is skipped: it can take a second after a long file.
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -770,8 +771,12 @@ def plot_loudness_over_time(
 
 
 def _temporary_path(path: Path) -> Path:
+    """A new empty file beside ``path``, with the permissions a new file gets (umask)."""
     handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 
@@ -911,6 +916,50 @@ def _save_png(fig: Figure, path: Path, dpi: int = 100) -> Path:
     return path
 
 
+def _fork_drawing(pictures) -> tuple[int, int] | None:
+    """Draw and save ``pictures`` ((make figure, path) pairs) in a forked child process;
+    returns (pid, read end of a pipe carrying its error message), or None where fork is not
+    available (the caller then draws them itself). Only on Linux, before any accelerator
+    runtime has started in this process, so the fork is safe."""
+    if not sys.platform.startswith("linux") or not _jax_backend_idle():
+        return None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: draw, report, leave without running the parent's cleanup
+        os.close(read_end)
+        code = 0
+        try:
+            for make, path in pictures:
+                _save_png(make(), path)
+        except BaseException as error:  # noqa: BLE001 - reported to the parent
+            os.write(write_end, f"{type(error).__name__}: {error}".encode()[:4000])
+            code = 1
+        finally:
+            os.close(write_end)
+            os._exit(code)
+    os.close(write_end)
+    return pid, read_end
+
+
+def _jax_backend_idle() -> bool:
+    """True if JAX has not started a backend (runtime threads) in this process yet."""
+    module = sys.modules.get("jax._src.xla_bridge")
+    backends = getattr(module, "_backends", None) if module is not None else None
+    return not backends
+
+
+def _wait_for_drawing(child: tuple[int, int], output_dir: Path) -> None:
+    from renderer.render import RenderError
+
+    pid, read_end = child
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or message:
+        raise RenderError(f"{output_dir}: drawing the scene failed: "
+                          f"{message or f'status {status}'}")
+
+
 def plot_file(
     input_path: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -951,12 +1000,20 @@ def plot_file(
     items = select_items(doc, programme_id=programme_id, source=str(input_path))
     duration = frames / sample_rate
     trajectories = object_trajectories(items, sample_rate, duration if frames else None, doc=doc)
-    written: list[Path] = []
+    del doc
+    pictures = []
     if target is not None:
-        written.append(_save_png(plot_layout(target), output_dir / "layout.png"))
-    written.append(_save_png(plot_trajectories(trajectories), output_dir / "trajectories.png"))
-    written.append(_save_png(plot_paths(trajectories, target), output_dir / "paths.png"))
-    written.append(_save_png(plot_scene_3d(trajectories, target), output_dir / "scene3d.png"))
+        pictures.append((lambda: plot_layout(target), output_dir / "layout.png"))
+    pictures += [(lambda: plot_trajectories(trajectories), output_dir / "trajectories.png"),
+                 (lambda: plot_paths(trajectories, target), output_dir / "paths.png"),
+                 (lambda: plot_scene_3d(trajectories, target), output_dir / "scene3d.png")]
+    # the scene pictures are drawn by a child process while this one computes the gain plan
+    # (both take seconds on a long file); sequentially where processes cannot be forked
+    child = _fork_drawing(pictures) if target is not None else None
+    if child is None:
+        for make, path in pictures:
+            _save_png(make(), path)
+    written: list[Path] = [path for _, path in pictures]
     if target is not None:
         from renderer.jax_setup import configure_jax
         from renderer.plan import build_gain_plan
@@ -968,6 +1025,8 @@ def plot_file(
                                 n_tracks=n_file_tracks, plan=plan)
         safe = "".join(c if c.isalnum() or c in "+-._" else "_" for c in layout)
         written.append(_save_png(fig, output_dir / f"gains_{safe}.png"))
+    if child is not None:
+        _wait_for_drawing(child, output_dir)
     if animate:
         written.append(animate_scene(trajectories, target, output_dir / "scene.gif", fps=10,
                                      duration_s=duration if frames else None))

@@ -96,3 +96,27 @@ def test_plot_command_writes_and_lists_images(tmp_path, capsys):
     assert "trajectories.png" in written and any(n.startswith("gains_") for n in written)
     listed = capsys.readouterr().out
     assert all(name in listed for name in written)
+
+
+def test_plot_command_in_a_fresh_process(tmp_path):
+    """As a user runs it (a fresh process: the scene pictures are drawn by a forked child
+    while the gain plan is computed): every file is written, readable by others (a new
+    file's usual permissions), and listed."""
+    import os
+    import subprocess
+    import sys
+
+    scene = _scene(tmp_path)
+    out = tmp_path / "plots"
+    result = subprocess.run([sys.executable, "-m", "renderer.cli", "plot", "-s", "5.1", "-o",
+                             str(out), str(scene)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["gains_5.1.png", "layout.png", "paths.png", "scene3d.png",
+                     "trajectories.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in names:
+        assert f"wrote {out / name}" in result.stdout
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
