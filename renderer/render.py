@@ -419,8 +419,11 @@ def render_outputs(
             from renderer.loudness import LoudnessMeter, channel_weights
 
             for out in built:
-                if out.upmix is None:
-                    out.meter = LoudnessMeter(sr, channel_weights(out.layout))
+                weights = channel_weights(out.layout)
+                if out.upmix is not None:  # a room's channels: the weight of what feeds each
+                    feeds = np.abs(out.upmix)  # (n_layout, n_file)
+                    weights = np.where(feeds.max(axis=0) > 0, weights[feeds.argmax(axis=0)], 0.0)
+                out.meter = LoudnessMeter(sr, weights)
 
         if float_output:
             bit_depth, sample_format = 32, "float"

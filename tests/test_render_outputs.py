@@ -135,3 +135,24 @@ def test_loudness_of_rendered_mixes_agrees_with_pyloudnorm(tmp_path):
     assert abs(reports[1].dialogue_loudness.integrated_lufs
                - meter.integrated_loudness(dialogue)) < 0.1
     assert reports[2].dialogue_loudness is None  # a stem has no separate dialogue figure
+
+
+def test_loudness_of_a_room_follows_its_channel_routing(tmp_path):
+    """With a speakers file, the file's channels are the room's, in its order: each is
+    weighted as the layout channel feeding it (surrounds +1.5 dB, LFE excluded), so a room
+    that is 5.1 with its channels shuffled measures as the 5.1 render does."""
+    scene = _scene(tmp_path)
+    room = tmp_path / "room.yaml"
+    order = {"M+110": 0, "LFE1": 1, "M+000": 2, "M-110": 3, "M+030": 4, "M-030": 5}
+    positions = {"M+030": 30, "M-030": -30, "M+000": 0, "M+110": 110, "M-110": -110,
+                 "LFE1": 45}
+    room.write_text("speakers:\n" + "".join(
+        f"  - {{channel: {ch}, names: {name}, position: {{az: {positions[name]}, el: 0}}}}\n"
+        for name, ch in order.items()))
+    plain = render_file(scene, tmp_path / "plain.wav", "5.1", measure_loudness=True)
+    shuffled = render_file(scene, tmp_path / "room.wav", "5.1", speakers_file=room,
+                           measure_loudness=True)
+    assert abs(shuffled.loudness.integrated_lufs - plain.loudness.integrated_lufs) < 0.01
+    # and the room's file holds the same signals, moved
+    np.testing.assert_allclose(_read(shuffled.output)[:, 3], _read(plain.output)[:, 5],
+                               atol=1e-6)
