@@ -51,7 +51,6 @@ from pathlib import Path
 import h5py
 import jax.numpy as jnp
 import numpy as np
-from scipy.signal import resample_poly
 from scipy.spatial import ConvexHull, QhullError
 
 from layouts.model import polar_to_cartesian
@@ -328,6 +327,8 @@ def resample_hrtf(hrtf: HrtfSet, sample_rate: int) -> HrtfSet:
         return hrtf
     g = math.gcd(sample_rate, hrtf.sample_rate)
     up, down = sample_rate // g, hrtf.sample_rate // g
+    from scipy.signal import resample_poly  # imported here: scipy.signal is slow to import
+
     out = resample_poly(np.asarray(hrtf.hrirs, np.float64), up, down, axis=-1) * (down / up)
     return HrtfSet(sample_rate=sample_rate, directions=hrtf.directions,
                    hrirs=np.ascontiguousarray(out, dtype=np.float32), name=hrtf.name,
