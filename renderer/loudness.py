@@ -542,6 +542,49 @@ def measure(audio: np.ndarray, sample_rate: int, weights: np.ndarray) -> Loudnes
 _FILE_BLOCK = 1 << 16
 
 
+def _open_audio(path: str | os.PathLike):
+    """(channels, sample rate, iterator of float32 (frames, channels) blocks, closer) of an
+    audio file. RIFF/WAVE, RF64 and BW64 files go through :class:`adm.bw64.Bw64Reader` (which
+    reads the BW64 files past 4 GiB that dubstage writes, and refuses truncated ones rather
+    than measure part of them); other formats, and WAVE codecs it does not decode (8-bit,
+    ADPCM, ...), through soundfile."""
+    from adm.bw64 import Bw64Error, Bw64Reader
+
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise LoudnessError(f"{path}: cannot read audio: {e.strerror or e}") from e
+    if magic in (b"RIFF", b"RF64", b"BW64"):
+        try:
+            reader = Bw64Reader(path)
+        except Bw64Error as e:
+            if "unsupported" not in str(e):
+                raise LoudnessError(f"{path}: cannot read audio: {e}") from e
+        else:
+            def bw64_blocks():
+                try:
+                    yield from reader.iter_blocks(_FILE_BLOCK)
+                except Bw64Error as e:
+                    raise LoudnessError(f"{path}: cannot read audio: {e}") from e
+
+            return reader.channels, int(reader.sample_rate), bw64_blocks(), reader.close
+    import soundfile
+
+    try:
+        sf = soundfile.SoundFile(os.fspath(path))
+    except (RuntimeError, OSError, soundfile.LibsndfileError) as e:
+        raise LoudnessError(f"{path}: cannot read audio: {e}") from e
+
+    def sf_blocks():
+        try:
+            yield from sf.blocks(blocksize=_FILE_BLOCK, dtype="float32", always_2d=True)
+        except (RuntimeError, soundfile.LibsndfileError) as e:
+            raise LoudnessError(f"{path}: cannot read audio: {e}") from e
+
+    return sf.channels, int(sf.samplerate), sf_blocks(), sf.close
+
+
 def measure_file(path: str | os.PathLike, layout: str | None = None
                  ) -> tuple[LoudnessResult, str]:
     """Measure an audio file (WAV/BW64/RF64, FLAC, ... anything soundfile reads), streamed in
@@ -551,14 +594,8 @@ def measure_file(path: str | os.PathLike, layout: str | None = None
     count must match the file's. Without it the weights follow the channel count
     (:func:`weights_for_channel_count`). Returns (result, description of the weights used).
     """
-    import soundfile
-
+    n, rate, blocks, close = _open_audio(path)
     try:
-        f = soundfile.SoundFile(os.fspath(path))
-    except (RuntimeError, OSError, soundfile.LibsndfileError) as e:
-        raise LoudnessError(f"{path}: cannot read audio: {e}") from e
-    with f:
-        n = f.channels
         if layout is not None:
             try:
                 lay = get_layout(layout)
@@ -573,10 +610,9 @@ def measure_file(path: str | os.PathLike, layout: str | None = None
             description = f"{n} channels: layout {layout} ({lay.name}), weights {labels}"
         else:
             weights, description = weights_for_channel_count(n)
-        meter = LoudnessMeter(int(f.samplerate), weights)
-        try:
-            for block in f.blocks(blocksize=_FILE_BLOCK, dtype="float32", always_2d=True):
-                meter.process(block)
-        except (RuntimeError, soundfile.LibsndfileError) as e:
-            raise LoudnessError(f"{path}: cannot read audio: {e}") from e
+        meter = LoudnessMeter(rate, weights)
+        for block in blocks:
+            meter.process(block)
+    finally:
+        close()
     return meter.result(), description

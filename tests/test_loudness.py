@@ -374,3 +374,21 @@ def test_true_peak_agrees_with_independent_oversampling():
     r = measure(x.astype(np.float32), FS, STEREO)
     np.testing.assert_allclose(r.channel_true_peak_dbtp, 20 * np.log10(ref), atol=0.05)
     assert r.true_peak_dbtp > r.sample_peak_dbfs
+
+
+def test_measure_file_formats_and_truncation(tmp_path):
+    """WAV through the BW64 reader, FLAC and 8-bit WAV through soundfile give the same
+    figures (to their quantisation); a truncated WAV is refused, not measured in part."""
+    x = np.zeros((FS * 3, 2), np.float32)
+    x[:, 0] = x[:, 1] = sine(-23.0, 3.0)
+    wav, flac, wav8 = tmp_path / "a.wav", tmp_path / "a.flac", tmp_path / "a8.wav"
+    soundfile.write(wav, x, FS, subtype="PCM_24")
+    soundfile.write(flac, x, FS, subtype="PCM_24")
+    soundfile.write(wav8, x, FS, subtype="PCM_U8")
+    for path, tolerance in ((wav, 0.01), (flac, 0.01), (wav8, 0.2)):
+        assert measure_file(path)[0].integrated_lufs == pytest.approx(-23.0, abs=tolerance)
+    data = wav.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LoudnessError, match="cut.wav"):
+        measure_file(cut)
