@@ -560,13 +560,13 @@ def _open_audio(path: str | os.PathLike):
             reader = Bw64Reader(path)
         except Bw64Error as e:
             if "unsupported" not in str(e):
-                raise LoudnessError(f"{path}: cannot read audio: {e}") from e
+                raise LoudnessError(str(e)) from e  # names the file already
         else:
             def bw64_blocks():
                 try:
                     yield from reader.iter_blocks(_FILE_BLOCK)
                 except Bw64Error as e:
-                    raise LoudnessError(f"{path}: cannot read audio: {e}") from e
+                    raise LoudnessError(str(e)) from e
 
             return reader.channels, int(reader.sample_rate), bw64_blocks(), reader.close
     import soundfile
