@@ -203,7 +203,7 @@ class Bw64Reader:
         fmt: bytes | None = None
         data: tuple[int, int] | None = None  # (offset, size in bytes)
         chna_body: bytes | None = None
-        axml: bytes | None = None
+        axml_span: tuple[int, int] | None = None
         bext: bytes | None = None
         extra: list[tuple[str, bytes]] = []
 
@@ -275,6 +275,8 @@ class Bw64Reader:
                 pass  # stray ds64 in a plain RIFF file, or a second one: ignore
             elif cid in ("JUNK", "junk", "PAD ", "fact"):
                 pass
+            elif cid == "axml":
+                axml_span = (body_pos, size)  # read when asked for: it can be large
             else:
                 body = f.read(size)
                 if cid == "fmt ":
@@ -283,8 +285,6 @@ class Bw64Reader:
                     fmt = body
                 elif cid == "chna":
                     chna_body = body
-                elif cid == "axml":
-                    axml = body
                 elif cid == "bext":
                     bext = body
                 else:
@@ -315,7 +315,7 @@ class Bw64Reader:
                         f"chna entry {e.track_uid!r} has track index {e.track_index}, "
                         f"outside 1..{self._channels} (the channel count)"
                     )
-        self._axml = axml
+        self._axml_span = axml_span
         self._bext = bext
         self._extra = tuple(extra)
 
@@ -390,12 +390,33 @@ class Bw64Reader:
 
     @property
     def axml(self) -> bytes | None:
-        """The raw ``axml`` chunk body, or None."""
-        return self._axml
+        """The raw ``axml`` chunk body, or None (read from the file at each access: it can be
+        large, about 0.4 KB per ADM block; see :meth:`axml_region`)."""
+        if self._axml_span is None:
+            return None
+        offset, size = self._axml_span
+        f = self._require_open()
+        data = os.pread(f.fileno(), size, offset) if _HAVE_PREADV else self._locked_read(
+            offset, size)
+        if len(data) != size:
+            raise self._err("axml chunk truncated")
+        return data
 
-    def release_axml(self) -> None:
-        """Forget the ``axml`` body once parsed (it can be large: ~0.4 KB per ADM block)."""
-        self._axml = None
+    def _locked_read(self, offset: int, size: int) -> bytes:
+        f = self._require_open()
+        with self._lock:
+            f.seek(offset)
+            return f.read(size)
+
+    def axml_region(self):
+        """The ``axml`` chunk as an :class:`adm.xml.FileRegion` of this open file (parsed in
+        pieces, never held whole), or None without an axml chunk."""
+        if self._axml_span is None:
+            return None
+        from adm.xml import FileRegion
+
+        offset, size = self._axml_span
+        return FileRegion(self._require_open().fileno(), offset, size)
 
     @property
     def bext(self) -> bytes | None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -1117,12 +1118,16 @@ def _tidy_blocks(ctx: _Ctx, channel_id: str,
     return tuple(blocks)
 
 
-def _channel(ctx: _Ctx, el: etree._Element, common: bool) -> AudioChannelFormat:
+def _channel(ctx: _Ctx, el: etree._Element, common: bool,
+             defer: TypeDefinition | None = None) -> AudioChannelFormat:
+    """audioChannelFormat; with ``defer`` equal to its type, its blocks are not read (left
+    empty, to be read by :func:`iter_channel_formats`)."""
     cid = _required_id(ctx, el, "audioChannelFormatID")
     if ctx.strict:
         ctx.check_attrs(el, cid, _CHANNEL_ATTRS)
     type_ = _type_definition(ctx, el, cid)
     parse_block = _BLOCK_PARSERS[type_]
+    skip_blocks = type_ is defer
     blocks: list[BlockFormat] = []
     low_pass: float | None = None
     high_pass: float | None = None
@@ -1133,7 +1138,8 @@ def _channel(ctx: _Ctx, el: etree._Element, common: bool) -> AudioChannelFormat:
             continue
         name = local_names.get(tag) or _lname(tag)
         if name == "audioBlockFormat":
-            blocks.append(parse_block(ctx, child, cid))
+            if not skip_blocks:
+                blocks.append(parse_block(ctx, child, cid))
         elif name == "frequency":
             if ctx.strict:
                 ctx.check_attrs(child, cid, frozenset({"typeDefinition"}))
@@ -1219,6 +1225,73 @@ class _ByteRange:
         return self._view[pos:end].tobytes()
 
 
+class FileRegion:
+    """ADM XML stored in a region of an open file (an axml chunk), read in pieces with
+    ``os.pread``: neither pass over a large chunk holds it whole in memory.
+
+    ``fd``: the file descriptor; ``offset``/``size``: the region in bytes.
+    """
+
+    _STEP = 1 << 20
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self.fd, self.offset, self.size = fd, offset, size
+
+    def read_at(self, start: int, stop: int) -> bytes:
+        """Bytes ``[start, stop)`` of the region."""
+        return os.pread(self.fd, max(0, stop - start), self.offset + start)
+
+    def unpadded_range(self) -> tuple[int, int]:
+        """``(start, stop)`` of the region without the NUL/white padding at its ends."""
+        start, stop = 0, self.size
+        while start < stop:
+            piece = self.read_at(start, min(stop, start + _PADDING_STEP))
+            kept = len(piece.lstrip(_PADDING))
+            start += len(piece) - kept
+            if kept:
+                break
+        while stop > start:
+            piece = self.read_at(max(start, stop - _PADDING_STEP), stop)
+            kept = len(piece.rstrip(_PADDING))
+            stop -= len(piece) - kept
+            if kept:
+                break
+        return start, stop
+
+    def declares_entities(self, start: int, stop: int) -> bool:
+        """As :func:`_declares_entities`, scanning the region piece by piece."""
+        head = self.read_at(start, min(stop, start + self._STEP))
+        doctype = head.find(b"<!DOCTYPE")
+        if doctype >= 0:  # the DOCTYPE precedes the root element: near the start
+            end = head.find(b"]>", doctype)
+            if head.find(b"<!ENTITY", doctype, end if end >= 0 else len(head)) >= 0:
+                return True
+        overlap = max(len(p) for p in _ENTITY_UTF16) - 1
+        pos = start
+        while pos < stop:
+            piece = self.read_at(max(start, pos - overlap), min(stop, pos + self._STEP))
+            if any(piece.find(pattern) >= 0 for pattern in _ENTITY_UTF16):
+                return True
+            pos += self._STEP
+        return False
+
+    def reader(self, start: int, stop: int) -> _FileRangeReader:
+        return _FileRangeReader(self, start, stop)
+
+
+class _FileRangeReader:
+    """A minimal binary file over bytes ``[start, stop)`` of a :class:`FileRegion`."""
+
+    def __init__(self, region: FileRegion, start: int, stop: int) -> None:
+        self._region, self._pos, self._stop = region, start, stop
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self._stop if size is None or size < 0 else min(self._stop, self._pos + size)
+        data = self._region.read_at(self._pos, end)
+        self._pos = end
+        return data
+
+
 _PARSER_OPTIONS = {
     "resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False,
     "remove_comments": True, "remove_pis": True,
@@ -1284,8 +1357,9 @@ def _drop_unknown_children(ctx: _Ctx, afe: etree._Element,
         afe.remove(child)
 
 
-def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool = False,
-                       is_common_definition: bool = False) -> AdmDocument:
+def parse_adm_elements(data: bytes | str | FileRegion, source: str = "<axml>",
+                       strict: bool = False, is_common_definition: bool = False,
+                       defer: TypeDefinition | None = None) -> AdmDocument:
     """Parse ADM XML into an :class:`AdmDocument` without merging the common definitions and
     without checking references (see :func:`parse_adm_xml` for the full job).
 
@@ -1299,15 +1373,25 @@ def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool =
     over the first content error, which is held back until the end of the document.
     """
     ctx = _Ctx(source, strict)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    # axml chunks are often NUL padded: read data[start:stop] without copying all of it
-    data = bytes(data)
-    start, stop = _unpadded_range(data)
-    if start == stop:
-        raise AdmError(f"{source}: empty XML document")
-    if _declares_entities(data, start, stop):
-        raise AdmError(f"{source}: entity declarations are not allowed in ADM XML")
+    if isinstance(data, FileRegion):
+        region = data
+        start, stop = region.unpadded_range()
+        if start == stop:
+            raise AdmError(f"{source}: empty XML document")
+        if region.declares_entities(start, stop):
+            raise AdmError(f"{source}: entity declarations are not allowed in ADM XML")
+        stream = region.reader(start, stop)
+    else:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        # axml chunks are often NUL padded: read data[start:stop] without copying all of it
+        data = bytes(data)
+        start, stop = _unpadded_range(data)
+        if start == stop:
+            raise AdmError(f"{source}: empty XML document")
+        if _declares_entities(data, start, stop):
+            raise AdmError(f"{source}: entity declarations are not allowed in ADM XML")
+        stream = _ByteRange(data, start, stop)
     common = is_common_definition
     programmes: list[AudioProgramme] = []
     contents: list[AudioContent] = []
@@ -1317,8 +1401,8 @@ def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool =
     streams: list[AudioStreamFormat] = []
     tracks: list[AudioTrackFormat] = []
     uids: list[AudioTrackUID] = []
-    events = etree.iterparse(_ByteRange(data, start, stop), events=("start", "end"),
-                             tag=_EVENT_TAGS, **_PARSER_OPTIONS)
+    events = etree.iterparse(stream, events=("start", "end"), tag=_EVENT_TAGS,
+                             **_PARSER_OPTIONS)
     afe: etree._Element | None = None  # the audioFormatExtended being read
     n_afes = 0
     error: AdmError | None = None  # the first content error, raised after the whole parse
@@ -1348,7 +1432,7 @@ def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool =
                         continue  # not a child of a top audioFormatExtended: read (or not) as such
                     _drop_unknown_children(ctx, afe, el)
                     if name == "audioChannelFormat":
-                        channels.append(_channel(ctx, el, common))
+                        channels.append(_channel(ctx, el, common, defer))
                     elif name == "audioObject":
                         objects.append(_object(ctx, el))
                     elif name == "audioPackFormat":
@@ -1368,7 +1452,9 @@ def parse_adm_elements(data: bytes | str, source: str = "<axml>", strict: bool =
                 except AdmError as exc:
                     error = exc
         except etree.XMLSyntaxError as exc:
-            raise _syntax_error(source, data[start:stop], exc) from None
+            text = (data.read_at(start, stop) if isinstance(data, FileRegion)
+                    else data[start:stop])
+            raise _syntax_error(source, text, exc) from None
     root = events.root
     if root is None:
         raise AdmError(f"{source}: empty XML document")
@@ -1478,15 +1564,47 @@ def check_references(doc: AdmDocument) -> None:
             look(uid.pack_format_id, AudioPackFormat, uid.id)
 
 
-def parse_adm_xml(data: bytes, source: str = "<axml>", strict: bool = False) -> AdmDocument:
+def iter_channel_formats(region: FileRegion, channel_ids: set[str], source: str = "<axml>",
+                         strict: bool = False) -> Iterator[AudioChannelFormat]:
+    """The audioChannelFormats ``channel_ids`` of a document already parsed once (with their
+    blocks deferred: :func:`parse_adm_xml`'s ``defer``), read again from ``region`` one at a
+    time, blocks included, in document order. Each is dropped from the tree once yielded, so
+    only one channel's blocks are held at a time. Raises :class:`AdmError` as the full parse
+    would for a problem in those blocks."""
+    ctx = _Ctx(source, strict)
+    start, stop = region.unpadded_range()
+    events = etree.iterparse(region.reader(start, stop), events=("end",),
+                             tag="{*}audioChannelFormat", **_PARSER_OPTIONS)
+    for _, el in events:
+        cid = (el.get("audioChannelFormatID") or "").strip().upper()
+        if cid in channel_ids:
+            parent = el.getparent()
+            if parent is not None and _lname(parent.tag) == _FORMAT_EXTENDED:
+                channel = _channel(ctx, el, False)
+                for message in ctx.warnings:
+                    warnings.warn(message, stacklevel=2)
+                ctx.warnings.clear()
+                yield channel
+        el.clear()
+        parent = el.getparent()
+        if parent is not None:
+            parent.remove(el)
+
+
+def parse_adm_xml(data: bytes | FileRegion, source: str = "<axml>", strict: bool = False,
+                  defer: TypeDefinition | None = None) -> AdmDocument:
     """Parse ADM XML (an ``axml`` chunk or an ADM XML file's bytes) into an AdmDocument.
 
     The BS.2094 common definitions that the file does not define are merged in and all
     references are checked (:func:`check_references`). ``strict=True`` refuses attributes and
     elements that BS.2076-2 does not define; otherwise they are ignored. Raises
     :class:`AdmError` naming ``source``, the line and the element on any problem.
+
+    ``data``: the bytes, or a :class:`FileRegion` of an open file (read in pieces).
+    ``defer``: a type (Objects) whose channels are read without their blocks, to be read one
+    channel at a time by :func:`iter_channel_formats`.
     """
-    doc = merge_common_definitions(parse_adm_elements(data, source, strict))
+    doc = merge_common_definitions(parse_adm_elements(data, source, strict, defer=defer))
     check_references(doc)
     return doc
 

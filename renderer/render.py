@@ -23,8 +23,8 @@ import numpy as np
 
 from adm.bw64 import Bw64Reader, Bw64Writer
 from adm.importance import filter_by_importance
-from adm.items import select_items
-from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, Screen
+from adm.items import ObjectRenderItem, select_items
+from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, Screen, TypeDefinition
 from adm.timing_fixes import check_block_timing
 from adm.xml import apply_chna, parse_adm_xml
 from layouts import get_layout
@@ -91,19 +91,74 @@ class RenderReport:
         return [name for name, p in zip(names, self.peak) if p > 1.0]
 
 
-def read_adm(reader: Bw64Reader, strict: bool = False, release: bool = False) -> AdmDocument:
-    """The ADM of an open file: its axml parsed and merged with the chna chunk.
-    ``release``: drop the reader's copy of the axml bytes once parsed."""
+def read_adm(reader: Bw64Reader, strict: bool = False,
+             defer_objects: bool = False) -> AdmDocument:
+    """The ADM of an open file: its axml parsed (read from the file in pieces) and merged with
+    the chna chunk. ``defer_objects``: Objects channels are read without their blocks (see
+    :func:`stream_object_channels`)."""
     source = str(reader.path)
     if reader.chna is None:
         raise AdmError(f"{source}: no chna chunk: this is not an ADM BWF file")
-    if reader.axml is None:
+    region = reader.axml_region()
+    if region is None:
         doc = AdmDocument(source=source)
     else:
-        doc = parse_adm_xml(reader.axml, source=source, strict=strict)
-        if release:
-            reader.release_axml()
+        doc = parse_adm_xml(region, source=source, strict=strict,
+                            defer=TypeDefinition.Objects if defer_objects else None)
     return apply_chna(doc, reader.chna, reader.channels, source=source)
+
+
+def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
+                           strict: bool = False, fix_block_timing: bool = False,
+                           importance_threshold: int | None = None):
+    """The Objects render items of a document read with ``defer_objects``, with their blocks,
+    one audioChannelFormat at a time: yields ``(indices, filled items, timing notes)`` where
+    ``indices`` are the positions in ``items`` of the items that play that channel. The
+    blocks are read again from the file (:func:`adm.xml.iter_channel_formats`), checked (and
+    with ``fix_block_timing`` repaired) as :func:`adm.timing_fixes.check_block_timing` does,
+    and muted by importance; each channel's blocks can be dropped once its items are used."""
+    from adm.xml import iter_channel_formats
+
+    by_channel: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, ObjectRenderItem):
+            by_channel.setdefault(item.channel_format.id, []).append(index)
+    if not by_channel:
+        return
+    region = reader.axml_region()
+    for channel in iter_channel_formats(region, set(by_channel), source=str(reader.path),
+                                        strict=strict):
+        one = replace(doc, channel_formats=tuple(
+            channel if c.id == channel.id else c for c in doc.channel_formats))
+        checked, notes = check_block_timing(one, fix=fix_block_timing)
+        channel = checked.get(channel.id)
+        indices = by_channel.pop(channel.id)
+        filled = [replace(items[i], channel_format=channel) for i in indices]
+        if importance_threshold is not None:
+            filled = list(filter_by_importance(filled, importance_threshold))
+        yield indices, filled, notes
+
+
+def _combine_plans(base: GainPlan, parts: Sequence[GainPlan], warnings: Sequence[str]
+                   ) -> GainPlan:
+    """One plan from the plan of an output's other items and those of its Objects channels:
+    segments joined (direct-only parts padded with zero diffuse columns when any part has a
+    diffuse path), warnings kept once each."""
+    plans = [base, *parts]
+    diffuse = any(p.diffuse for p in plans)
+    n = base.n_outputs
+    pieces = []
+    for plan in plans:
+        seg = plan.segments
+        if diffuse and not plan.diffuse:
+            seg = replace(seg, gains_from=np.pad(seg.gains_from, ((0, 0), (0, n))),
+                          gains_to=np.pad(seg.gains_to, ((0, 0), (0, n))))
+        pieces.append(seg)
+    notes = list(dict.fromkeys([*base.warnings, *warnings,
+                                *(w for p in parts for w in p.warnings)]))
+    return GainPlan(segments=Segments.concatenate(pieces, 2 * n if diffuse else n),
+                    n_outputs=n, warnings=tuple(notes), diffuse=diffuse,
+                    delayed_tracks=base.delayed_tracks)
 
 
 def _check_output_path(output_path: Path) -> None:
@@ -227,6 +282,7 @@ class _Output:
     upmix: np.ndarray | None = None
     writer: Bw64Writer | None = None
     meter: Any = None
+    object_items: set = field(default_factory=set)  # positions of its streamed Objects items
     column: int | None = 0  # first column of this output's plan in the shared mix (None:
     #                         its plan is silent and is not mixed)
     measure_of: int | None = None  # dialogue measurement: index of the output it belongs to
@@ -328,13 +384,22 @@ def render_outputs(
 
     with Bw64Reader(input_path) as reader:
         source = str(input_path)
-        doc = read_adm(reader, strict=strict, release=True)
-        doc, timing_notes = check_block_timing(doc, fix=fix_block_timing)
-        all_items = select_items(doc, programme_id=programme_id,
-                                 complementary_object_ids=complementary_object_ids,
-                                 source=source)
-        if importance_threshold is not None:
-            all_items = filter_by_importance(all_items, importance_threshold)
+        # Loudspeaker outputs read the Objects blocks one channel at a time, straight into
+        # their plans (memory: the plans, not the document); binaural outputs need them all.
+        streamed = not any(is_binaural(o.layout) for o in outputs)
+        for attempt in (streamed, False):
+            doc = read_adm(reader, strict=strict, defer_objects=attempt)
+            doc, timing_notes = check_block_timing(doc, fix=fix_block_timing)
+            all_items = select_items(doc, programme_id=programme_id,
+                                     complementary_object_ids=complementary_object_ids,
+                                     source=source)
+            if importance_threshold is not None:
+                all_items = filter_by_importance(all_items, importance_threshold)
+            streamed = attempt and not any(  # Matrix-fed Objects: delays numbered per plan
+                isinstance(i, ObjectRenderItem) and i.track_mix is not None for i in all_items)
+            if streamed or not attempt:
+                break
+        position = {id(item): k for k, item in enumerate(all_items)}
         dialogue_ids = dialogue_content_ids(doc) if measure_dialogue else ()
         dialogue_objects = set()
         for ids in content_object_ids(doc, dialogue_ids, source).values():
@@ -361,9 +426,13 @@ def render_outputs(
                 if room is not None:
                     layout, upmix, notes = apply_real_layout(layout, room)
                     upmix = upmix.T.astype(np.float32)  # (n_layout, n_file)
+                objects = set()
+                if streamed:  # their Objects items are planned channel by channel below
+                    objects = {position[id(i)] for i in items if isinstance(i, ObjectRenderItem)}
+                    items = [i for i in items if not isinstance(i, ObjectRenderItem)]
                 plan = build_gain_plan(items, layout, sr, source=source, screen=screen,
                                        n_tracks=n_file_tracks)
-                stage = _SpeakerStage(plan, layout)
+                stage = None if streamed else _SpeakerStage(plan, layout)
                 notes += list(plan.warnings)
             n_out = layout.n_channels if upmix is None else upmix.shape[1]
             fresh = [n for n in notes if n not in seen_warnings]
@@ -374,8 +443,10 @@ def render_outputs(
                 content_ids=request.content_ids)
             if upmix is not None:
                 report.channel_names = tuple(f"channel {i}" for i in range(n_out))
-            return _Output(request, layout, plan, stage, report, upmix=upmix,
-                           measure_of=measure_of)
+            out = _Output(request, layout, plan, stage, report, upmix=upmix,
+                          measure_of=measure_of)
+            out.object_items = objects if not is_binaural(request.layout) else set()
+            return out
 
         if stems_of is not None:
             contents = programme_contents(doc, programme_id)
@@ -398,6 +469,24 @@ def render_outputs(
                     built.append(configure(replace(request, path=None, content_ids=dialogue_ids,
                                                    name=f"{request.name} dialogue"),
                                            dialogue_items, index))
+        if streamed:
+            parts: dict[int, list[GainPlan]] = {k: [] for k in range(len(built))}
+            for indices, filled, notes in stream_object_channels(
+                    reader, doc, all_items, strict=strict, fix_block_timing=fix_block_timing,
+                    importance_threshold=importance_threshold):
+                common_notes += [f"{input_path}: {note}" for note in notes]
+                for k, out in enumerate(built):
+                    mine = [item for i, item in zip(indices, filled) if i in out.object_items]
+                    if mine:
+                        parts[k].append(build_gain_plan(
+                            mine, out.layout, sr,
+                            source=source, screen=screen, n_tracks=n_file_tracks))
+            for k, out in enumerate(built):
+                out.plan = _combine_plans(out.plan, parts.pop(k), ())
+                out.stage = _SpeakerStage(out.plan, out.layout)
+                fresh = [n for n in out.plan.warnings if n not in seen_warnings]
+                seen_warnings.update(fresh)
+                out.report.warnings.extend(fresh)
         if built:
             built[0].report.warnings[:0] = common_notes
         del doc, all_items, items  # the plans hold what the audio pass needs

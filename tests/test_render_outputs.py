@@ -156,3 +156,37 @@ def test_loudness_of_a_room_follows_its_channel_routing(tmp_path):
     # and the room's file holds the same signals, moved
     np.testing.assert_allclose(_read(shuffled.output)[:, 3], _read(plain.output)[:, 5],
                                atol=1e-6)
+
+
+def test_objects_read_channel_by_channel_render_as_from_the_whole_document(tmp_path):
+    """Loudspeaker-only renders read each Objects channel's blocks from the file when they are
+    planned; a render that also makes a binaural output reads the whole document first. The
+    loudspeaker outputs of both are identical, with block-timing repairs, importance muting,
+    diffuse, extent and cartesian objects."""
+    from adm.model import CartesianPosition, JumpPosition
+
+    builder = AdmBuilder("Mix")
+    builder.add_direct_speakers("Bed", [1, 2], pack_format_id="AP_00010002")
+    gap = [ObjectsBlock(id="", position=PolarPosition(float(a), 10.0), rtime=Fraction(k, 5),
+                        duration=Fraction(1, 6), importance=10 - 3 * k)  # gaps: repaired
+           for k, a in enumerate((20, 70, 120, 170, -150))]
+    builder.add_object("Gappy", gap, track_index=3)
+    builder.add_object("Diffuse", [ObjectsBlock(id="", position=PolarPosition(-40.0, 0.0),
+                                                diffuse=0.6, width=40.0)], track_index=4)
+    fly = [ObjectsBlock(id="", position=CartesianPosition(x, 0.5, 0.2), cartesian=True,
+                        rtime=Fraction(k, 4), duration=Fraction(1, 4),
+                        jump_position=JumpPosition(True, Fraction(1, 100)))
+           for k, x in enumerate((-1.0, -0.3, 0.4, 1.0))]
+    builder.add_object("Fly", fly, track_index=5)
+    doc, chna = builder.build()
+    rng = np.random.default_rng(3)
+    scene = tmp_path / "mix.wav"
+    write_adm_bwf(scene, (0.1 * rng.standard_normal((SR, 5))).astype(np.float32), SR, doc,
+                  chna, bit_depth=32, sample_format="float")
+    options = dict(float_output=True, fix_block_timing=True, importance_threshold=5)
+    alone = render_outputs(scene, [OutputRequest(tmp_path / "a.wav", "7.1.4")], **options)
+    whole = render_outputs(scene, [OutputRequest(tmp_path / "b.wav", "7.1.4"),
+                                   OutputRequest(tmp_path / "c.wav", "binaural")], **options)
+    np.testing.assert_array_equal(_read(alone[0].output), _read(whole[0].output))
+    assert sorted(alone[0].warnings) == sorted(whole[0].warnings)
+    assert any("Gappy" in w or "AB_" in w for w in alone[0].warnings)  # the repairs are told
