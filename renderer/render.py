@@ -33,7 +33,7 @@ from layouts.speakers_file import apply_real_layout, load_speakers_file
 from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
 from renderer.matrix import TrackDelayer
-from renderer.plan import GainPlan, build_gain_plan
+from renderer.plan import OBJECT_GROUP_BLOCKS, GainPlan, build_gain_plan
 from renderer.timing import Segments
 
 BINAURAL = "binaural"
@@ -145,17 +145,20 @@ def _combine_plans(base: GainPlan, parts: Sequence[GainPlan], warnings: Sequence
     segments joined (direct-only parts padded with zero diffuse columns when any part has a
     diffuse path), warnings kept once each."""
     plans = [base, *parts]
+    if isinstance(parts, list):
+        parts.clear()  # the pieces below are then the only references to the segments
     diffuse = any(p.diffuse for p in plans)
     n = base.n_outputs
+    notes = list(dict.fromkeys([*warnings, *(w for p in plans for w in p.warnings)]))
     pieces = []
-    for plan in plans:
+    while plans:
+        plan = plans.pop(0)
         seg = plan.segments
         if diffuse and not plan.diffuse:
             seg = replace(seg, gains_from=np.pad(seg.gains_from, ((0, 0), (0, n))),
                           gains_to=np.pad(seg.gains_to, ((0, 0), (0, n))))
         pieces.append(seg)
-    notes = list(dict.fromkeys([*base.warnings, *warnings,
-                                *(w for p in parts for w in p.warnings)]))
+    del plan, seg
     return GainPlan(segments=Segments.concatenate(pieces, 2 * n if diffuse else n),
                     n_outputs=n, warnings=tuple(notes), diffuse=diffuse,
                     delayed_tracks=base.delayed_tracks)
@@ -292,6 +295,11 @@ class _Output:
         return self.plan.segments.gains_to.shape[1]
 
 
+def _empty_like(segments: Segments) -> Segments:
+    """No segments, with as many gain columns as ``segments``."""
+    return Segments.concatenate([], segments.gains_to.shape[1])
+
+
 _TIMING_FIELDS = ("track", "first", "last", "ramp_start", "ramp_step")
 
 
@@ -302,6 +310,10 @@ def _shared_segments(built: Sequence[_Output]) -> tuple[Segments, int]:
     their segments, gains placed side by side, so the mixer's work per segment is done once;
     the others are stacked with their gains in their own columns. Sets each ``column``.
     """
+    live = [out for out in built if len(out.plan.segments.track)]
+    if len(live) == 1 and len(built) == 1:  # one output: its segments as they are
+        built[0].column = 0
+        return built[0].plan.segments, built[0].width
     groups: list[tuple[Segments, list[_Output]]] = []
     for out in built:
         seg = out.plan.segments
@@ -471,18 +483,35 @@ def render_outputs(
                                            dialogue_items, index))
         if streamed:
             parts: dict[int, list[GainPlan]] = {k: [] for k in range(len(built))}
+            waiting: dict[int, list] = {k: [] for k in range(len(built))}
+            n_waiting = 0
+
+            def plan_waiting() -> None:
+                """Plan the channels read so far, in one batch per output."""
+                nonlocal n_waiting
+                for k, out in enumerate(built):
+                    if waiting[k]:
+                        parts[k].append(build_gain_plan(
+                            waiting[k], out.layout, sr, source=source, screen=screen,
+                            n_tracks=n_file_tracks))
+                        waiting[k] = []
+                n_waiting = 0
+
             for indices, filled, notes in stream_object_channels(
                     reader, doc, all_items, strict=strict, fix_block_timing=fix_block_timing,
                     importance_threshold=importance_threshold):
                 common_notes += [f"{input_path}: {note}" for note in notes]
                 for k, out in enumerate(built):
-                    mine = [item for i, item in zip(indices, filled) if i in out.object_items]
-                    if mine:
-                        parts[k].append(build_gain_plan(
-                            mine, out.layout, sr,
-                            source=source, screen=screen, n_tracks=n_file_tracks))
+                    waiting[k] += [item for i, item in zip(indices, filled)
+                                   if i in out.object_items]
+                n_waiting += len(filled[0].channel_format.blocks) if filled else 0
+                if n_waiting >= OBJECT_GROUP_BLOCKS:
+                    plan_waiting()
+            plan_waiting()
             for k, out in enumerate(built):
-                out.plan = _combine_plans(out.plan, parts.pop(k), ())
+                plan, out.plan = out.plan, None
+                out.plan = _combine_plans(plan, parts.pop(k), ())
+                del plan
                 out.stage = _SpeakerStage(out.plan, out.layout)
                 fresh = [n for n in out.plan.warnings if n not in seen_warnings]
                 seen_warnings.update(fresh)
@@ -500,6 +529,8 @@ def render_outputs(
                               "them separately")
         delayed_tracks = next((p.plan.delayed_tracks for p in built if p.plan.delayed_tracks), ())
         segments, total = _shared_segments(built)
+        for out in built:  # the mixer holds the segments now: keep only the plans' shapes
+            out.plan = replace(out.plan, segments=_empty_like(out.plan.segments))
         delayer = TrackDelayer(list(delayed_tracks), n_file_tracks)
         mixer = Mixer(segments, total, n_file_tracks + len(delayed_tracks))
         del segments
