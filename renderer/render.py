@@ -25,7 +25,7 @@ from adm.bw64 import Bw64Reader, Bw64Writer
 from adm.importance import filter_by_importance
 from adm.items import ObjectRenderItem, select_items
 from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, Screen, TypeDefinition
-from adm.timing_fixes import check_block_timing
+from adm.timing_fixes import check_block_timing, object_channel_formats
 from adm.xml import apply_chna, parse_adm_xml
 from layouts import get_layout
 from layouts.model import Layout, Speaker
@@ -125,10 +125,16 @@ def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
             by_channel.setdefault(item.channel_format.id, []).append(index)
     if not by_channel:
         return
+    # the timing checks of a channel look at the audioObjects with a duration that play it
+    timed: dict[str, list] = {}
+    for obj in doc.objects:
+        if obj.duration is not None:
+            for played in object_channel_formats(doc, obj):
+                timed.setdefault(played.id, []).append(obj)
     region = reader.axml_region()
     for channel in iter_channel_formats(region, set(by_channel), source=str(reader.path),
                                         strict=strict):
-        one = replace(doc, channel_formats=tuple(
+        one = replace(doc, objects=tuple(timed.get(channel.id, ())), channel_formats=tuple(
             channel if c.id == channel.id else c for c in doc.channel_formats))
         checked, notes = check_block_timing(one, fix=fix_block_timing)
         channel = checked.get(channel.id)
