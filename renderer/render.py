@@ -138,11 +138,16 @@ def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
             channel if c.id == channel.id else c for c in doc.channel_formats))
         checked, notes = check_block_timing(one, fix=fix_block_timing)
         channel = checked.get(channel.id)
-        indices = by_channel.pop(channel.id)
+        indices = by_channel.pop(channel.id, None)
+        if indices is None:
+            continue  # read already (an ID in a second audioFormatExtended is not ours)
         filled = [replace(items[i], channel_format=channel) for i in indices]
         if importance_threshold is not None:
             filled = list(filter_by_importance(filled, importance_threshold))
         yield indices, filled, notes
+    if by_channel:  # never for a document that parsed: its channels are all read again
+        raise AdmError(f"{reader.path}: audioChannelFormat {next(iter(by_channel))} could not "
+                       "be read again from the file")
 
 
 def _combine_plans(base: GainPlan, parts: Sequence[GainPlan], warnings: Sequence[str]
