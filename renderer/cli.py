@@ -210,7 +210,8 @@ def _loudness_summary(results, specs, json_path) -> None:
               for name, (result, dialogue) in results.items() if result is not None
               for spec in specs]
     plain = {name: result for name, (result, _) in results.items() if result is not None}
-    print(format_table(checks, plain))
+    speech = {name: dialogue for name, (_, dialogue) in results.items()}
+    print(format_table(checks, plain, speech))
     if json_path:
         import json
         import tempfile

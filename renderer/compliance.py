@@ -183,10 +183,12 @@ def _fmt(v: float | None, unit: str = "") -> str:
 
 
 def format_table(checks: Sequence[ComplianceCheck],
-                 results: Mapping[str, LoudnessResult]) -> str:
+                 results: Mapping[str, LoudnessResult],
+                 dialogue: Mapping[str, LoudnessResult | None] | None = None) -> str:
     """Terminal table, one row per output: integrated loudness (LUFS), loudness range (LU),
     maximum momentary and short-term loudness (LUFS), true peak (dBTP), dialogue loudness
-    (LUFS) and, per spec, PASS or FAIL with the failing figures; the checks' notes below."""
+    (LUFS: from ``dialogue``, output name -> its dialogue's result, else from the checks)
+    and, per spec, PASS or FAIL with the failing figures; the checks' notes below."""
     specs = list(dict.fromkeys(c.spec for c in checks))
     by_key = {(c.output, c.spec): c for c in checks}
     outputs = list(dict.fromkeys([*results, *(c.output for c in checks)]))
@@ -197,14 +199,16 @@ def format_table(checks: Sequence[ComplianceCheck],
     for name in outputs:
         r = results.get(name)
         mine = [by_key[(name, s)] for s in specs if (name, s) in by_key]
-        dialogue = next((c.dialogue_lufs for c in mine if c.dialogue_lufs is not None), None)
+        said = (dialogue or {}).get(name)
+        speech = (said.integrated_lufs if said is not None else
+                  next((c.dialogue_lufs for c in mine if c.dialogue_lufs is not None), None))
         if r is not None:
             row = [name, _fmt(r.integrated_lufs), _fmt(r.loudness_range_lu),
                    _fmt(r.max_momentary_lufs), _fmt(r.max_short_term_lufs),
-                   _fmt(r.true_peak_dbtp), _fmt(dialogue)]
+                   _fmt(r.true_peak_dbtp), _fmt(speech)]
         else:
             row = [name, _fmt(mine[0].measured_lufs), "-", "-", "-",
-                   _fmt(mine[0].measured_true_peak), _fmt(dialogue)]
+                   _fmt(mine[0].measured_true_peak), _fmt(speech)]
         for s in specs:
             c = by_key.get((name, s))
             if c is None:

@@ -120,3 +120,18 @@ def test_plot_command_in_a_fresh_process(tmp_path):
         assert f"wrote {out / name}" in result.stdout
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_loudness_table_shows_the_dialogue_loudness(tmp_path, capsys):
+    """--loudness alone: the table's dialogue column holds the loudness of the dialogue
+    content rendered alone (measured here as a stem of its own)."""
+    from renderer.render import render_file
+
+    scene = _scene(tmp_path)
+    assert main(["render", "--no-progress", "-s", "5.1", "--loudness", str(scene),
+                 str(tmp_path / "mix.wav")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("mix.wav"))
+    stem = render_file(scene, tmp_path / "d.wav", "5.1", content_ids=["Dialogue"],
+                       measure_loudness=True)
+    assert row.split()[-1] == f"{stem.loudness.integrated_lufs:.1f}"
