@@ -126,7 +126,7 @@ def _output_requests(args):
     if not (target.is_dir() or "{layout}" in str(target) or "{stem}" in str(target)):
         raise RenderError(f"{target}: with several outputs, OUTPUT must be an existing folder "
                           "or a name with {layout} / {stem} placeholders")
-    if len(layouts) > 1 and target.is_dir() is False and "{layout}" not in str(target):
+    if len(layouts) > 1 and not target.is_dir() and "{layout}" not in str(target):
         raise RenderError(f"{target}: several layouts need {{layout}} in the output name")
     source = Path(args.input)
     stem_name = "_".join(stems) if stems else None

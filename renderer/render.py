@@ -33,7 +33,7 @@ from layouts.speakers_file import apply_real_layout, load_speakers_file
 from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
 from renderer.matrix import TrackDelayer
-from renderer.plan import OBJECT_GROUP_BLOCKS, GainPlan, build_gain_plan
+from renderer.plan import OBJECT_GROUP_BLOCKS, GainPlan, build_gain_plan, combine_plans
 from renderer.timing import Segments
 
 BINAURAL = "binaural"
@@ -134,13 +134,13 @@ def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
     region = reader.axml_region()
     for channel in iter_channel_formats(region, set(by_channel), source=str(reader.path),
                                         strict=strict):
+        indices = by_channel.pop(channel.id, None)
+        if indices is None:
+            continue  # read already (an ID in a second audioFormatExtended is not ours)
         one = replace(doc, objects=tuple(timed.get(channel.id, ())), channel_formats=tuple(
             channel if c.id == channel.id else c for c in doc.channel_formats))
         checked, notes = check_block_timing(one, fix=fix_block_timing)
         channel = checked.get(channel.id)
-        indices = by_channel.pop(channel.id, None)
-        if indices is None:
-            continue  # read already (an ID in a second audioFormatExtended is not ours)
         filled = [replace(items[i], channel_format=channel) for i in indices]
         if importance_threshold is not None:
             filled = list(filter_by_importance(filled, importance_threshold))
@@ -148,31 +148,6 @@ def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
     if by_channel:  # never for a document that parsed: its channels are all read again
         raise AdmError(f"{reader.path}: audioChannelFormat {next(iter(by_channel))} could not "
                        "be read again from the file")
-
-
-def _combine_plans(base: GainPlan, parts: Sequence[GainPlan], warnings: Sequence[str]
-                   ) -> GainPlan:
-    """One plan from the plan of an output's other items and those of its Objects channels:
-    segments joined (direct-only parts padded with zero diffuse columns when any part has a
-    diffuse path), warnings kept once each."""
-    plans = [base, *parts]
-    if isinstance(parts, list):
-        parts.clear()  # the pieces below are then the only references to the segments
-    diffuse = any(p.diffuse for p in plans)
-    n = base.n_outputs
-    notes = list(dict.fromkeys([*warnings, *(w for p in plans for w in p.warnings)]))
-    pieces = []
-    while plans:
-        plan = plans.pop(0)
-        seg = plan.segments
-        if diffuse and not plan.diffuse:
-            seg = replace(seg, gains_from=np.pad(seg.gains_from, ((0, 0), (0, n))),
-                          gains_to=np.pad(seg.gains_to, ((0, 0), (0, n))))
-        pieces.append(seg)
-    del plan, seg
-    return GainPlan(segments=Segments.concatenate(pieces, 2 * n if diffuse else n),
-                    n_outputs=n, warnings=tuple(notes), diffuse=diffuse,
-                    delayed_tracks=base.delayed_tracks)
 
 
 def _check_output_path(output_path: Path) -> None:
@@ -433,7 +408,14 @@ def render_outputs(
         built: list[_Output] = []
         seen_warnings: set[str] = set()
 
+        def fresh_warnings(notes) -> list[str]:
+            """The notes not reported yet (each warning goes to the first output it concerns)."""
+            fresh = [n for n in dict.fromkeys(notes) if n not in seen_warnings]
+            seen_warnings.update(fresh)
+            return fresh
+
         def configure(request: OutputRequest, items, measure_of: int | None) -> _Output:
+            objects: set[int] = set()  # positions of the Objects items planned channel by channel
             if is_binaural(request.layout):
                 from renderer.binaural import HeadOrientation, configure_binaural
 
@@ -449,7 +431,6 @@ def render_outputs(
                 if room is not None:
                     layout, upmix, notes = apply_real_layout(layout, room)
                     upmix = upmix.T.astype(np.float32)  # (n_layout, n_file)
-                objects = set()
                 if streamed:  # their Objects items are planned channel by channel below
                     objects = {position[id(i)] for i in items if isinstance(i, ObjectRenderItem)}
                     items = [i for i in items if not isinstance(i, ObjectRenderItem)]
@@ -458,18 +439,14 @@ def render_outputs(
                 stage = None if streamed else _SpeakerStage(plan, layout)
                 notes += list(plan.warnings)
             n_out = layout.n_channels if upmix is None else upmix.shape[1]
-            fresh = [n for n in notes if n not in seen_warnings]
-            seen_warnings.update(fresh)
             report = RenderReport(
                 output=request.path, layout=layout, frames=reader.frames, sample_rate=sr,
-                peak=np.zeros(n_out), warnings=fresh, name=request.name,
+                peak=np.zeros(n_out), warnings=fresh_warnings(notes), name=request.name,
                 content_ids=request.content_ids)
             if upmix is not None:
                 report.channel_names = tuple(f"channel {i}" for i in range(n_out))
-            out = _Output(request, layout, plan, stage, report, upmix=upmix,
-                          measure_of=measure_of)
-            out.object_items = objects if not is_binaural(request.layout) else set()
-            return out
+            return _Output(request, layout, plan, stage, report, upmix=upmix,
+                           object_items=objects, measure_of=measure_of)
 
         if stems_of is not None:
             contents = programme_contents(doc, programme_id)
@@ -520,21 +497,14 @@ def render_outputs(
                     plan_waiting()
             plan_waiting()
             for k, out in enumerate(built):
-                plan, out.plan = out.plan, None
-                out.plan = _combine_plans(plan, parts.pop(k), ())
-                del plan
+                out.plan = combine_plans([out.plan, *parts.pop(k)])
                 out.stage = _SpeakerStage(out.plan, out.layout)
-                fresh = [n for n in out.plan.warnings if n not in seen_warnings]
-                seen_warnings.update(fresh)
-                out.report.warnings.extend(fresh)
+                out.report.warnings.extend(fresh_warnings(out.plan.warnings))
         if built:
             built[0].report.warnings[:0] = common_notes
         del doc, all_items, items  # the plans hold what the audio pass needs
 
         # One mixer over every output's columns; Matrix delays are the same for all plans
-        delayed: dict[tuple[int, int], None] = {}
-        for out in built:
-            delayed.update(dict.fromkeys(out.plan.delayed_tracks))
         if len({p.plan.delayed_tracks for p in built if p.plan.delayed_tracks}) > 1:
             raise RenderError(f"{input_path}: Matrix delays differ between outputs; render "
                               "them separately")
