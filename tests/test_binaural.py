@@ -174,17 +174,26 @@ def test_itd_and_ild_vary_smoothly_between_measured_directions():
     assert np.all(np.abs(np.diff(ilds)) < 4.0)
 
 
-def test_moving_object_does_not_click():
-    n = SR
-    t = np.arange(n) / SR
-    x = (0.5 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)[:, None]
-    sweep = _object_items([
+def _sine_500() -> np.ndarray:
+    """1 s of a 500 Hz sine at half scale, one track."""
+    t = np.arange(SR) / SR
+    return (0.5 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)[:, None]
+
+
+def _sweep(elevation: float = 0.0):
+    """An object moving from the front to azimuth 90 (whole-block interpolation), then
+    jumping to azimuth -60."""
+    return _object_items([
         ObjectsBlockSpec((0.0, 0.0), rtime=0, duration=Fraction(1, 10)),
-        ObjectsBlockSpec((90.0, 0.0), rtime=Fraction(1, 10), duration=Fraction(4, 10)),
+        ObjectsBlockSpec((90.0, elevation), rtime=Fraction(1, 10), duration=Fraction(4, 10)),
         ObjectsBlockSpec((-60.0, 0.0), rtime=Fraction(1, 2), duration=Fraction(1, 2),
                          jump=True, interpolation_length=0),
     ])
-    y = render_binaural_array(sweep, x, SR)
+
+
+def test_moving_object_does_not_click():
+    x = _sine_500()
+    y = render_binaural_array(_sweep(), x, SR)
     static_steps = max(np.abs(np.diff(render_binaural_array(_static(az), x, SR), axis=0)).max()
                        for az in (0.0, 90.0, -60.0))
     assert np.abs(np.diff(y, axis=0)).max() <= 1.2 * static_steps
@@ -275,19 +284,13 @@ def test_setup_routes_items_to_their_paths():
 
 def test_accelerator_path_equals_the_host_path():
     """The JAX convolution (used on accelerators) computes the same output as the host's
-    numpy/scipy one, here on the CPU: a moving object with a jump, a static bed and LFE."""
-    n = SR
-    t = np.arange(n) / SR
-    x = (0.5 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)[:, None]
-    sweep = _object_items([
-        ObjectsBlockSpec((0.0, 0.0), rtime=0, duration=Fraction(1, 10)),
-        ObjectsBlockSpec((90.0, 20.0), rtime=Fraction(1, 10), duration=Fraction(4, 10)),
-        ObjectsBlockSpec((-60.0, 0.0), rtime=Fraction(1, 2), duration=Fraction(1, 2),
-                         jump=True, interpolation_length=0),
-    ])
+    numpy/scipy one, here on the CPU: an object moving (up to 20 degrees elevation) and
+    jumping, so filters are updated and crossfaded."""
+    x = _sine_500()
+    sweep = _sweep(elevation=20.0)
     host = render_binaural_array(sweep, x, SR, backend="numpy")
     device = render_binaural_array(sweep, x, SR, backend="jax")
-    assert host.shape == device.shape == (n, 2)
+    assert host.shape == device.shape == (SR, 2)
     np.testing.assert_allclose(device, host, atol=2e-5 * np.abs(host).max())
 
 
