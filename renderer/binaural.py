@@ -244,8 +244,7 @@ class _FilterBank:
         self.spectra = np.ascontiguousarray(model.aligned_spectra, np.complex64)
         self.delays = np.asarray(model.delays, np.float64)
         self.triangles = np.asarray(model.triangles, np.int64)
-        vectors = np.asarray(model.unit_vectors, np.float64)
-        self.inverses = np.linalg.inv(vectors[self.triangles])
+        self.inverses = np.asarray(model.inverses, np.float64)
         self.columns = [np.ascontiguousarray(self.inverses[:, :, j].T) for j in range(3)]
         self.fft_size = int(model.fft_size)
         self.bins = self.fft_size // 2 + 1
