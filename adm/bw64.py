@@ -642,6 +642,14 @@ def _chunk(cid: str, body: bytes) -> bytes:
     return struct.pack("<4sI", cid.encode("latin-1"), len(body)) + body + b"\0" * (len(body) & 1)
 
 
+def give_new_file_permissions(path: str | os.PathLike[str]) -> None:
+    """Give a temporary file (``tempfile.mkstemp`` makes them 0600) the permissions a newly
+    created file gets (0666 less the umask), before it is renamed onto its final name."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 class Bw64Writer:
     """Writes a RIFF/WAVE file, switching to BW64 with ds64 when it outgrows 32-bit sizes.
 
@@ -852,9 +860,7 @@ class Bw64Writer:
             os.fsync(f.fileno())
             f.close()
             self._f = None
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp_path, 0o666 & ~umask)
+            give_new_file_permissions(self._tmp_path)
             os.replace(self._tmp_path, self._path)
         except BaseException:
             self.abort()

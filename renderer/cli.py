@@ -216,15 +216,15 @@ def _loudness_summary(results, specs, json_path) -> None:
         import json
         import tempfile
 
+        from adm.bw64 import give_new_file_permissions
+
         target = Path(json_path)
         data = report_json(checks, plain)
         for name, (_, dialogue) in results.items():
             if dialogue is not None:
                 data.setdefault("dialogue", {})[name] = dialogue.as_dict()
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.partial-", dir=target.parent or ".")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # a new file's usual permissions, not mkstemp's 0600
+        give_new_file_permissions(tmp)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
         os.replace(tmp, target)

@@ -30,6 +30,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from adm.bw64 import give_new_file_permissions
 from adm.items import ObjectRenderItem, select_items
 from adm.model import (
     DEFAULT_SCREEN,
@@ -774,9 +775,7 @@ def _temporary_path(path: Path) -> Path:
     """A new empty file beside ``path``, with the permissions a new file gets (umask)."""
     handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
+    give_new_file_permissions(name)
     return Path(name)
 
 
