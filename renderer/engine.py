@@ -13,8 +13,10 @@ another). The engine splits the audio into sub-blocks of ``sub_block`` frames an
   ``A[s, c] = x[s, track_c] * weight_c(s)`` inside the column's range and 0 outside.
 
 Column counts are padded to powers of two, so a few compiled shapes serve a whole file.
-Segments are swept in time order, so memory does not grow with the file's length, and the
-JAX call for one batch runs while the caller reads the next.
+Segments are swept in time order, taken from their source (:mod:`renderer.segment_store`) as
+the mix reaches them and dropped when they end, so the mixer holds only the segments playing
+and memory does not grow with the file's length; the JAX call for one batch runs while the
+caller reads the next.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from renderer.segment_store import SegmentSource
+from renderer.timing import SEGMENT_FIELDS as _FIELDS
 from renderer.timing import Segments
 
 HOLD, FADE_OUT, FADE_IN = 0, 1, 2
@@ -87,48 +91,40 @@ def _bucket(n: int) -> int:
 class Mixer:
     """Mixes consecutive batches of input frames with a gain plan.
 
-    ``segments``: the plan (see :class:`renderer.timing.Segments`); ``n_tracks``: input
-    channels. Call :meth:`dispatch` with consecutive batches of ``frames_per_call`` frames
-    (the last may be shorter); it returns a JAX array (computed asynchronously) of shape
-    (frames_per_call, n_outputs), of which the first ``len(x)`` rows are the output.
+    ``plan``: the segments (see :class:`renderer.timing.Segments`), or a
+    :class:`renderer.segment_store.SegmentSource` giving them as the mix reaches them (then
+    only the segments playing are held); ``n_outputs``: its gain columns; ``n_tracks``:
+    input channels. Call :meth:`dispatch` with consecutive batches of ``frames_per_call``
+    frames (the last may be shorter); it returns a JAX array (computed asynchronously) of
+    shape (frames_per_call, n_outputs), of which the first ``len(x)`` rows are the output.
     """
 
-    def __init__(self, segments: Segments, n_outputs: int, n_tracks: int,
+    def __init__(self, plan: Segments | SegmentSource, n_outputs: int, n_tracks: int,
                  sub_block: int = 256, sub_blocks: int = 64):
-        # Columns refer to their segment (no copies of the gains): a hold is one column, a
-        # ramp two (FADE_OUT weighted by 1 - p with its from-gains, FADE_IN by p with its
-        # to-gains); sorted by first sample for the sweep.
-        ramp = np.flatnonzero(segments.is_ramp)
-        hold = np.flatnonzero(~segments.is_ramp)
-        segment = np.concatenate([hold, ramp, ramp]).astype(np.int32)
-        kind = np.concatenate([np.full(len(hold), HOLD, np.int8),
-                               np.full(len(ramp), FADE_OUT, np.int8),
-                               np.full(len(ramp), FADE_IN, np.int8)])
-        first, last = segments.first[segment], segments.last[segment]
-        keep = np.flatnonzero(last > first)
-        order = keep[np.argsort(first[keep], kind="stable")]
-        self.segments = segments
-        self.segment, self.kind = segment[order], kind[order]
-        self.first, self.last = first[order], last[order]
-        del first, last, keep, order
+        self.source = plan if isinstance(plan, SegmentSource) else SegmentSource.of(plan)
         self.n_outputs = n_outputs
         self.n_tracks = n_tracks
         self.sub_block = sub_block
         self.sub_blocks = sub_blocks
         self.frames_per_call = sub_block * sub_blocks
-        self._position = 0        # first frame of the next batch
-        self._next_column = 0     # columns before this one have been activated
-        self._active = np.zeros(0, np.int64)
+        self._position = 0  # first frame of the next batch
+        self._playing = Segments.concatenate([], n_outputs)  # taken, not finished
 
-    def _columns_for(self, start: int, end: int) -> np.ndarray:
-        """Indices of the columns overlapping frames [start, end) (sweep in time order)."""
-        stop = int(np.searchsorted(self.first, end, side="left"))
-        new = np.arange(self._next_column, stop)
-        self._next_column = stop
-        active = np.concatenate([self._active, new])
-        active = active[self.last[active] > start]
-        self._active = active
-        return active
+    def _segments_for(self, start: int, end: int) -> Segments:
+        """The segments overlapping frames [start, end): those still playing and the new ones
+        starting before ``end`` (the sweep goes forward in time)."""
+        new = self.source.take(end)
+        playing = self._playing
+        if len(new.first):
+            playing = Segments.concatenate([playing, new], self.n_outputs) \
+                if len(playing.first) else new
+        live = playing.last > start
+        if not np.all(live):
+            playing = Segments(*(getattr(playing, f)[live] for f in _FIELDS))
+        after = playing.last > end
+        self._playing = playing if np.all(after) else \
+            Segments(*(getattr(playing, f)[after] for f in _FIELDS))
+        return playing
 
     def dispatch(self, x: np.ndarray, encoding: str = "float") -> jax.Array:
         """Start mixing the next batch ``x``: float32 (frames, n_tracks) samples, or the
@@ -140,8 +136,16 @@ class Mixer:
         self._position += n
         if n < self.frames_per_call:
             x = np.pad(x, ((0, self.frames_per_call - n), (0, 0)))
-        cols = self._columns_for(start, start + n)
-        first, last, kind = self.first[cols], self.last[cols], self.kind[cols]
+        segs = self._segments_for(start, start + n)
+        # Columns: a hold is one column, a ramp two (FADE_OUT weighted by 1 - p with its
+        # from-gains, FADE_IN by p with its to-gains).
+        ramp = np.flatnonzero(segs.ramp_step != 0.0)
+        hold = np.flatnonzero(segs.ramp_step == 0.0)
+        segment = np.concatenate([hold, ramp, ramp])
+        kind = np.concatenate([np.full(len(hold), HOLD, np.int8),
+                               np.full(len(ramp), FADE_OUT, np.int8),
+                               np.full(len(ramp), FADE_IN, np.int8)])
+        first, last = segs.first[segment], segs.last[segment]
         rel_first, rel_last = first - start, last - start
         sb_lo = np.clip(rel_first // m, 0, k_count - 1)
         sb_hi = np.clip((rel_last - 1) // m, 0, k_count - 1)
@@ -151,11 +155,11 @@ class Mixer:
         full_lo = np.clip(-(-rel_first // m), 0, k_count)
         full_hi = np.clip(rel_last // m, 0, k_count)  # exclusive
         full = is_hold & (full_hi > full_lo)
-        full_segments = self.segment[cols][full]
-        tracks = self.segments.track[full_segments]
+        full_segments = segment[full]
+        tracks = segs.track[full_segments]
         index = np.concatenate([full_lo[full], full_hi[full]]) * self.n_tracks
         index += np.concatenate([tracks, tracks])
-        hold_values = self.segments.gains_to[full_segments].astype(np.float64)
+        hold_values = segs.gains_to[full_segments].astype(np.float64)
         weights = np.concatenate([hold_values, -hold_values])
         size = (k_count + 1) * self.n_tracks
         diff = np.stack([np.bincount(index, weights[:, o], size)
@@ -170,7 +174,7 @@ class Mixer:
         ramp = ~is_hold
         span = np.where(ramp, sb_hi - sb_lo + 1, 0)
         entry_col = np.concatenate([
-            np.repeat(np.arange(len(cols)), span),
+            np.repeat(np.arange(len(segment)), span),
             np.flatnonzero(starts_inside),
             np.flatnonzero(ends_inside & ~(starts_inside & (sb_lo == sb_hi))),
         ])
@@ -186,16 +190,16 @@ class Mixer:
         width = _bucket(int(counts.max()) if len(counts) else 1)
         slot = np.arange(len(entry_sb)) - np.repeat(np.cumsum(counts) - counts, counts)
 
-        c = cols[entry_col]
-        seg = self.segment[c]
-        e_kind = self.kind[c]
+        seg = segment[entry_col]
+        e_kind = kind[entry_col]
+        c_first = first[entry_col]
         sub_start = start + entry_sb * m
-        e_first = np.clip(self.first[c] - sub_start, 0, m)
-        e_last = np.clip(self.last[c] - sub_start, 0, m)
-        dp = self.segments.ramp_step[seg]
-        e_p0 = self.segments.ramp_start[seg] + (sub_start + e_first - self.first[c]) * dp
-        e_gains = np.where((e_kind == FADE_OUT)[:, None], self.segments.gains_from[seg],
-                           self.segments.gains_to[seg])
+        e_first = np.clip(c_first - sub_start, 0, m)
+        e_last = np.clip(last[entry_col] - sub_start, 0, m)
+        dp = segs.ramp_step[seg]
+        e_p0 = segs.ramp_start[seg] + (sub_start + e_first - c_first) * dp
+        e_gains = np.where((e_kind == FADE_OUT)[:, None], segs.gains_from[seg],
+                           segs.gains_to[seg])
 
         def table(values, dtype, extra=()):
             out = np.zeros((k_count, width) + extra, dtype)
@@ -205,7 +209,7 @@ class Mixer:
         return _mix_batch(
             x.reshape(k_count, m, -1),
             hold_gains,
-            table(self.segments.track[seg], np.int32),
+            table(segs.track[seg], np.int32),
             table(e_first, np.int32),
             table(e_last, np.int32),
             table(e_p0, np.float32),

@@ -166,22 +166,3 @@ def build_gain_plan(
     return GainPlan(segments=Segments.concatenate(parts, width), n_outputs=n_out,
                     warnings=tuple(warnings), diffuse=has_diffuse,
                     delayed_tracks=tuple(delayed.delays) if delayed is not None else ())
-
-
-def combine_plans(plans: list[GainPlan]) -> GainPlan:
-    """One plan of several plans of the same layout (an output's items planned in parts):
-    segments joined, direct-only parts given zero diffuse columns when any part has a diffuse
-    path, warnings kept once each, the first plan's Matrix delays. The list is emptied as its
-    plans are joined, so that each part can be freed once copied."""
-    diffuse = any(p.diffuse for p in plans)
-    n = plans[0].n_outputs
-    notes = tuple(dict.fromkeys(w for p in plans for w in p.warnings))
-    delayed_tracks = plans[0].delayed_tracks
-    pieces = []
-    while plans:
-        seg = plans.pop(0).segments
-        if diffuse and seg.gains_to.shape[1] == n:
-            seg = replace(seg, gains_from=_pad(seg.gains_from), gains_to=_pad(seg.gains_to))
-        pieces.append(seg)
-    return GainPlan(segments=Segments.concatenate(pieces, 2 * n if diffuse else n),
-                    n_outputs=n, warnings=notes, diffuse=diffuse, delayed_tracks=delayed_tracks)

@@ -33,7 +33,8 @@ from layouts.speakers_file import apply_real_layout, load_speakers_file
 from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
 from renderer.matrix import TrackDelayer
-from renderer.plan import OBJECT_GROUP_BLOCKS, GainPlan, build_gain_plan, combine_plans
+from renderer.plan import OBJECT_GROUP_BLOCKS, GainPlan, build_gain_plan
+from renderer.segment_store import MemoryRun, SegmentSource, SegmentSpool
 from renderer.timing import Segments
 
 BINAURAL = "binaural"
@@ -289,44 +290,37 @@ def _empty_like(segments: Segments) -> Segments:
 _TIMING_FIELDS = ("track", "first", "last", "ramp_start", "ramp_step")
 
 
-def _shared_segments(built: Sequence[_Output]) -> tuple[Segments, int]:
-    """One set of segments mixing every output's plan side by side, and its column count.
+def _side_by_side(pieces: Sequence[tuple[int, Segments]]
+                  ) -> list[tuple[Segments, list[tuple[int, int, int]]]]:
+    """Runs of the segments of several outputs: ``pieces`` are (output index, its segments).
 
-    Plans with the same segment timing (the same items rendered to different layouts) share
-    their segments, gains placed side by side, so the mixer's work per segment is done once;
-    the others are stacked with their gains in their own columns. Sets each ``column``.
+    Outputs whose segments have the same timing (the same items rendered to different layouts)
+    share one run, their gains side by side, so the mixer's work per segment is done once.
+    Returns (segments, [(output index, first column in the run, columns)]) per run.
     """
-    live = [out for out in built if len(out.plan.segments.track)]
-    if len(live) == 1 and len(built) == 1:  # one output: its segments as they are
-        built[0].column = 0
-        return built[0].plan.segments, built[0].width
-    groups: list[tuple[Segments, list[_Output]]] = []
-    for out in built:
-        seg = out.plan.segments
+    groups: list[tuple[Segments, list[tuple[int, Segments]]]] = []
+    for k, seg in pieces:
         if len(seg.track) == 0:
-            out.column = None  # silent plan: zeros, nothing to mix
             continue
         for first, members in groups:
             if all(np.array_equal(getattr(first, f), getattr(seg, f)) for f in _TIMING_FIELDS):
-                members.append(out)
+                members.append((k, seg))
                 break
         else:
-            groups.append((seg, [out]))
-    total = 0
-    for _, members in groups:
-        for out in members:
-            out.column = total
-            total += out.width
-    parts = []
+            groups.append((seg, [(k, seg)]))
+    runs = []
     for first, members in groups:
-        gains_from = np.zeros((len(first.track), total), np.float32)
-        gains_to = np.zeros_like(gains_from)
-        for out in members:
-            cols = slice(out.column, out.column + out.width)
-            gains_from[:, cols] = out.plan.segments.gains_from
-            gains_to[:, cols] = out.plan.segments.gains_to
-        parts.append(replace(first, gains_from=gains_from, gains_to=gains_to))
-    return Segments.concatenate(parts, total), total
+        if len(members) == 1:
+            runs.append((first, [(members[0][0], 0, first.gains_to.shape[1])]))
+            continue
+        places, column = [], 0
+        for k, seg in members:
+            places.append((k, column, seg.gains_to.shape[1]))
+            column += seg.gains_to.shape[1]
+        gains_from = np.concatenate([seg.gains_from for _, seg in members], axis=1)
+        gains_to = np.concatenate([seg.gains_to for _, seg in members], axis=1)
+        runs.append((replace(first, gains_from=gains_from, gains_to=gains_to), places))
+    return runs
 
 
 def render_outputs(
@@ -380,7 +374,7 @@ def render_outputs(
     room = load_speakers_file(speakers_file) if speakers_file is not None else None
     screen: Screen | None = DEFAULT_SCREEN if room is None else room.screen
 
-    with Bw64Reader(input_path) as reader:
+    with Bw64Reader(input_path) as reader, SegmentSpool() as spool:
         source = str(input_path)
         # Loudspeaker outputs read the Objects blocks one channel at a time, straight into
         # their plans (memory: the plans, not the document); binaural outputs need them all.
@@ -469,20 +463,33 @@ def render_outputs(
                     built.append(configure(replace(request, path=None, content_ids=dialogue_ids,
                                                    name=f"{request.name} dialogue"),
                                            dialogue_items, index))
+        # Runs of segments for the mixer: the plans made now in memory; with streamed Objects
+        # metadata, each batch of channels' plans spooled to a temporary file, read back as
+        # the mix reaches them (memory does not grow with the number of blocks).
+        runs: list[tuple[Any, list[tuple[int, int, int]]]] = [
+            (MemoryRun(seg), places) for seg, places in _side_by_side(
+                [(k, out.plan.segments) for k, out in enumerate(built)])]
+        for out in built:  # the runs hold the segments now: keep only the plans' shapes
+            out.plan = replace(out.plan, segments=_empty_like(out.plan.segments))
         if streamed:
-            parts: dict[int, list[GainPlan]] = {k: [] for k in range(len(built))}
             waiting: dict[int, list] = {k: [] for k in range(len(built))}
             n_waiting = 0
 
             def plan_waiting() -> None:
-                """Plan the channels read so far, in one batch per output."""
+                """Plan the channels read so far, in one batch per output, and spool them."""
                 nonlocal n_waiting
+                pieces = []
                 for k, out in enumerate(built):
                     if waiting[k]:
-                        parts[k].append(build_gain_plan(
-                            waiting[k], out.layout, sr, source=source, screen=screen,
-                            n_tracks=n_file_tracks))
+                        part = build_gain_plan(waiting[k], out.layout, sr, source=source,
+                                               screen=screen, n_tracks=n_file_tracks)
                         waiting[k] = []
+                        out.plan = replace(out.plan, diffuse=out.plan.diffuse or part.diffuse,
+                                           warnings=tuple(dict.fromkeys(
+                                               out.plan.warnings + part.warnings)))
+                        pieces.append((k, part.segments))
+                for seg, places in _side_by_side(pieces):
+                    runs.append((spool.add(seg), places))
                 n_waiting = 0
 
             for indices, filled, notes in stream_object_channels(
@@ -496,25 +503,31 @@ def render_outputs(
                 if n_waiting >= OBJECT_GROUP_BLOCKS:
                     plan_waiting()
             plan_waiting()
-            for k, out in enumerate(built):
-                out.plan = combine_plans([out.plan, *parts.pop(k)])
+            for out in built:
+                n = out.plan.n_outputs
+                out.plan = replace(out.plan, segments=Segments.concatenate(
+                    [], 2 * n if out.plan.diffuse else n))
                 out.stage = _SpeakerStage(out.plan, out.layout)
                 out.report.warnings.extend(fresh_warnings(out.plan.warnings))
         if built:
             built[0].report.warnings[:0] = common_notes
-        del doc, all_items, items  # the plans hold what the audio pass needs
+        del doc, all_items, items  # the runs hold what the audio pass needs
 
         # One mixer over every output's columns; Matrix delays are the same for all plans
         if len({p.plan.delayed_tracks for p in built if p.plan.delayed_tracks}) > 1:
             raise RenderError(f"{input_path}: Matrix delays differ between outputs; render "
                               "them separately")
         delayed_tracks = next((p.plan.delayed_tracks for p in built if p.plan.delayed_tracks), ())
-        segments, total = _shared_segments(built)
-        for out in built:  # the mixer holds the segments now: keep only the plans' shapes
-            out.plan = replace(out.plan, segments=_empty_like(out.plan.segments))
+        mixed_outputs = {k for _, places in runs for k, _, _ in places}
+        total = 0
+        for k, out in enumerate(built):
+            out.column = total if k in mixed_outputs else None  # None: silent, not mixed
+            total += out.width if k in mixed_outputs else 0
+        source_of_segments = SegmentSource(
+            [(run, [(run_column, built[k].column, count) for k, run_column, count in places])
+             for run, places in runs], total)
         delayer = TrackDelayer(list(delayed_tracks), n_file_tracks)
-        mixer = Mixer(segments, total, n_file_tracks + len(delayed_tracks))
-        del segments
+        mixer = Mixer(source_of_segments, total, n_file_tracks + len(delayed_tracks))
 
         if measure_loudness or any(o.measure_of is not None for o in built):
             from renderer.loudness import LoudnessMeter, channel_weights

@@ -237,6 +237,10 @@ def _block_timings_exact(
                          hold_first, hold_last)
 
 
+SEGMENT_FIELDS = ("track", "first", "last", "ramp_start", "ramp_step", "gains_from", "gains_to")
+"""The fields of :class:`Segments`, in order."""
+
+
 @dataclass(frozen=True)
 class Segments:
     """Segments of one or more tracks' gain functions, ready for the mixing engine.
@@ -270,12 +274,11 @@ class Segments:
                 gains_from=np.zeros((0, n_out), np.float32),
                 gains_to=np.zeros((0, n_out), np.float32),
             )
-        fields = ("track", "first", "last", "ramp_start", "ramp_step", "gains_from", "gains_to")
-        columns = {f: [getattr(p, f) for p in parts] for f in fields}
+        columns = {f: [getattr(p, f) for p in parts] for f in SEGMENT_FIELDS}
         if isinstance(parts, list):  # the caller's pieces are not needed any more
             parts.clear()
         joined = {}
-        for f in fields:  # one field at a time: the pieces of each are released once joined
+        for f in SEGMENT_FIELDS:  # one at a time: each field's pieces are freed once joined
             joined[f] = np.concatenate(columns.pop(f))
         return Segments(**joined)
 
