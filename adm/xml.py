@@ -24,12 +24,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import itertools
+import operator
 import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import lxml.etree as etree
 
@@ -116,6 +118,8 @@ def _norm_id(text: str) -> str:
 _FLOAT_RE = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*\Z")
 _INT_RE = re.compile(r"\s*[+-]?\d+\s*\Z")
 _BOOLS = {"0": False, "1": True, "false": False, "true": True}
+# the commonest form of an ADM time (BS.2076-2 clause 5.1), read without parse_time()
+_PLAIN_TIME_RE = re.compile(r"([0-9]+):([0-5][0-9]):([0-5][0-9])\.([0-9]{1,18})\Z")
 _DECIMAL_SECONDS_RE = re.compile(r"\s*\+?(?:\d+\.?\d*|\.\d+)\s*\Z")
 
 
@@ -134,6 +138,13 @@ class _Ctx:
         # warnings are issued once the whole document has parsed (see parse_adm_elements)
         self.warnings: list[str] = []
 
+    def bound_memos(self, limit: int = 1 << 16) -> None:
+        """Empty the memos of converted values that have grown past ``limit`` entries (block
+        times are mostly distinct: a pass over a long document must not keep them all)."""
+        for memo in (self._times, self._seconds, self._floats):
+            if len(memo) > limit:
+                memo.clear()
+
     def error(self, el: etree._Element | None, owner: str, message: str) -> AdmError:
         line = getattr(el, "sourceline", None)
         where = f"line {line}: " if line else ""
@@ -142,7 +153,8 @@ class _Ctx:
 
     # value conversions; ``what`` names the attribute or sub-element --------------------------
 
-    def float(self, el: etree._Element, owner: str, what: str, text: str | None) -> float:
+    def float(self, el: etree._Element | None, owner: str, what: str,
+              text: str | None) -> float:
         value = self._floats.get(text)  # type: ignore[arg-type]
         if value is None:
             if text is None or _FLOAT_RE.match(text) is None:
@@ -150,12 +162,13 @@ class _Ctx:
             value = self._floats[text] = float(text)
         return value
 
-    def int(self, el: etree._Element, owner: str, what: str, text: str | None) -> int:
+    def int(self, el: etree._Element | None, owner: str, what: str, text: str | None) -> int:
         if text is None or _INT_RE.match(text) is None:
             raise self.error(el, owner, f"bad integer {text!r} for {what}")
         return int(text)
 
-    def bool(self, el: etree._Element, owner: str, what: str, text: str | None) -> bool:
+    def bool(self, el: etree._Element | None, owner: str, what: str,
+             text: str | None) -> bool:
         value = _BOOLS.get(text)  # type: ignore[arg-type]  # the usual spellings, as they are
         if value is not None:
             return value
@@ -164,11 +177,20 @@ class _Ctx:
             raise self.error(el, owner, f"bad boolean {text!r} for {what} (expected 0/1)")
         return value
 
-    def time(self, el: etree._Element, owner: str, what: str, text: str | None) -> Fraction | None:
+    def time(self, el: etree._Element | None, owner: str, what: str,
+             text: str | None) -> Fraction | None:
         if text is None:
             return None
         value = self._times.get(text)
         if value is None:
+            plain = _PLAIN_TIME_RE.match(text)
+            if plain is not None:  # hh:mm:ss.fffff, read as parse_time() reads it
+                hours, minutes, seconds, digits = plain.groups()
+                denominator = 10 ** len(digits)
+                value = self._times[text] = Fraction(
+                    ((int(hours) * 60 + int(minutes)) * 60 + int(seconds)) * denominator
+                    + int(digits), denominator)
+                return value
             try:
                 value = self._times[text] = parse_time(text)
             except AdmError as exc:
@@ -177,7 +199,7 @@ class _Ctx:
                 raise self.error(el, f"{owner} {what}", str(exc)) from None
         return value
 
-    def seconds(self, el: etree._Element, owner: str, what: str, text: str) -> Fraction:
+    def seconds(self, el: etree._Element | None, owner: str, what: str, text: str) -> Fraction:
         """A plain decimal number of seconds, read exactly from its digits."""
         value = self._seconds.get(text)
         if value is None:
@@ -195,8 +217,12 @@ class _Ctx:
 
     def gain(self, el: etree._Element, owner: str, text: str | None, what: str = "gain") -> float:
         """A gain value with its ``gainUnit`` attribute ("linear" default, or "dB")."""
+        return self.gain_in(el, owner, text, el.get("gainUnit"), what)
+
+    def gain_in(self, el: etree._Element | None, owner: str, text: str | None,
+                unit: str | None, what: str = "gain") -> float:
+        """A gain value ``text`` in ``unit`` (the ``gainUnit`` attribute's text, or None)."""
         value = self.float(el, owner, what, text)
-        unit = el.get("gainUnit")
         if unit is None or unit.strip() == "linear":
             return value
         if unit.strip().lower() == "db":
@@ -211,7 +237,7 @@ class _Ctx:
             if key not in allowed and not key.startswith("{"):
                 raise self.error(el, owner, f"unknown attribute {key!r} of <{_lname(el.tag)}>")
 
-    def unknown(self, child: etree._Element, name: str, owner: str,
+    def unknown(self, child: etree._Element | None, name: str, owner: str,
                 known: frozenset[str] = frozenset()) -> None:
         """An unexpected sub-element: ignored, unless strict and not a known, unused one."""
         if self.strict and name not in known:
@@ -651,15 +677,17 @@ def _builder(cls: type[_T], names: tuple[str, ...]) -> Callable[..., _T]:
         return lambda *values: cls(**dict(zip(names, values, strict=True)))
     new = object.__new__
     if "__slots__" in cls.__dict__:  # slotted: the slots' own setters (no frozen check)
-        setters = tuple(cls.__dict__[name].__set__ for name in names)
-
-        def build_slotted(*values: object) -> _T:
-            instance = new(cls)
-            for setter, value in zip(setters, values):
-                setter(instance, value)
-            return instance
-
-        return build_slotted
+        # one straight-line function per class (no loop: the hot path of large files)
+        namespace: dict[str, object] = {"new": new, "cls": cls}
+        lines = []
+        for k, name in enumerate(names):
+            namespace[f"set{k}"] = cls.__dict__[name].__set__
+            lines.append(f"    set{k}(instance, v{k})")
+        arguments = ", ".join(f"v{k}" for k in range(len(names)))
+        source = (f"def build_slotted({arguments}):\n    instance = new(cls)\n"
+                  + "\n".join(lines) + "\n    return instance\n")
+        exec(compile(source, f"<builder of {cls.__name__}>", "exec"), namespace)
+        return namespace["build_slotted"]  # type: ignore[return-value]
 
     def build(*values: object) -> _T:
         instance = new(cls)
@@ -724,19 +752,50 @@ _COORDS: dict[str, tuple[str, bool]] = {
 }
 
 
-def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlock:
-    """Objects audioBlockFormat (clause 5.4.3.3); defaults as BS.2076-2.
+# (local name, element or None, attribute getter, text or None) of one child of a block: the
+# element-independent form in which both readers (lxml, and the raw-text scan of
+# iter_channel_formats) hand an Objects audioBlockFormat's children to _objects_block_parts
+_Child = tuple[str, "etree._Element | None", Callable[[str], "str | None"], "str | None"]
 
+
+class _FastPathUnsupported(Exception):
+    """The raw-text reading of iter_channel_formats met something that it does not read
+    exactly as lxml does: the lxml reading takes over."""
+
+
+def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlock:
+    """Objects audioBlockFormat (clause 5.4.3.3) of the lxml tree: its children are handed to
+    :func:`_objects_block_parts`."""
+    local_names = _LOCAL_NAMES
+    children: list[_Child] = []
+    append = children.append
+    for child in el:  # _children() inlined
+        tag = child.tag
+        if tag.__class__ is str:
+            append((local_names.get(tag) or _lname(tag), child, child.get, child.text))
+    get = el.get
+    return _objects_block_parts(ctx, el, channel_id, get("audioBlockFormatID"), get("rtime"),
+                                get("duration"), children)
+
+
+def _objects_block_parts(ctx: _Ctx, el: etree._Element | None, channel_id: str,
+                         bid: str | None, rtime_text: str | None, duration_text: str | None,
+                         children: Iterable[_Child]) -> ObjectsBlock:
+    """Objects audioBlockFormat (clause 5.4.3.3) from its attributes' texts and its children;
+    defaults as BS.2076-2. The one interpretation of both readers.
+
+    ``el`` and each child's element are those of the lxml tree (for the line numbers of
+    errors, strict mode and zoneExclusion), or None for the raw-text reading, which is never
+    strict and leaves blocks with a zoneExclusion to lxml (:class:`_FastPathUnsupported`).
     The hot path of large files (tens of thousands of blocks): sub-elements are read into
     locals, repeated values come from caches and the block is built by :func:`_builder`.
     """
-    bid = el.get("audioBlockFormatID")  # _block_id() inlined
-    if bid is None or not bid.strip():
+    if bid is None or not bid.strip():  # _block_id() inlined
         raise ctx.error(el, channel_id, "audioBlockFormat has no audioBlockFormatID")
     bid = bid.strip().upper()
     strict = ctx.strict
     if strict:
-        ctx.check_attrs(el, bid, _BLOCK_ATTRS)
+        ctx.check_attrs(el, bid, _BLOCK_ATTRS)  # type: ignore[arg-type]
     (width, height, depth, gain, diffuse, channel_lock, divergence, jump, screen_ref,
      edge_lock, importance, zones, head_locked) = _OBJECTS_BLOCK_DEFAULTS
     coords: dict[str, float] = {}
@@ -744,17 +803,12 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
     edge_h: str | None = None
     edge_v: str | None = None
     cartesian_flag: bool | None = None
-    local_names = _LOCAL_NAMES
     floats = ctx._floats
-    for child in el:  # _children() inlined
-        tag = child.tag
-        if tag.__class__ is not str:
-            continue
-        name = local_names.get(tag) or _lname(tag)
+    for name, child, get, text in children:
         if name == "position":
             if strict:
-                ctx.check_attrs(child, bid, _POSITION_ATTRS)
-            coord = child.get("coordinate")
+                ctx.check_attrs(child, bid, _POSITION_ATTRS)  # type: ignore[arg-type]
+            coord = get("coordinate")
             if coord is None:
                 raise ctx.error(child, bid, "position has no coordinate attribute")
             known = _COORDS.get(coord)
@@ -763,24 +817,21 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
             coord, polar = known
             if coord in coords:
                 raise ctx.error(child, bid, f"duplicate position coordinate {coord!r}")
-            text = child.text
             value = floats.get(text)  # type: ignore[arg-type]
             coords[coord] = value if value is not None else ctx.float(child, bid, coord, text)
             if polar:
                 n_polar += 1
             else:
                 n_cart += 1
-            lock = child.get("screenEdgeLock")
+            lock = get("screenEdgeLock")
             if lock is not None:
                 edge_h, edge_v = _screen_edge_lock(ctx, child, bid, coord, lock, edge_h, edge_v)
         elif name == "cartesian":
-            text = child.text
             cartesian_flag = _BOOLS.get(text)  # type: ignore[arg-type]
             if cartesian_flag is None:
                 cartesian_flag = ctx.bool(child, bid, "cartesian", text)
         elif name == "jumpPosition":
-            text = child.text
-            length = child.get("interpolationLength")
+            length = get("interpolationLength")
             jump_key = (text, length)
             jump = _JUMP_CACHE.get(jump_key)  # type: ignore[assignment]
             if jump is None:
@@ -792,18 +843,17 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
                 if len(_JUMP_CACHE) < _CACHE_LIMIT:
                     _JUMP_CACHE[jump_key] = jump
         elif name == "width":
-            width = ctx.float(child, bid, name, child.text)
+            width = ctx.float(child, bid, name, text)
         elif name == "height":
-            height = ctx.float(child, bid, name, child.text)
+            height = ctx.float(child, bid, name, text)
         elif name == "depth":
-            depth = ctx.float(child, bid, name, child.text)
+            depth = ctx.float(child, bid, name, text)
         elif name == "diffuse":
-            diffuse = ctx.float(child, bid, name, child.text)
+            diffuse = ctx.float(child, bid, name, text)
         elif name == "gain":
-            gain = ctx.gain(child, bid, child.text)
+            gain = ctx.gain_in(child, bid, text, get("gainUnit"))
         elif name == "channelLock":
-            text = child.text
-            max_distance = child.get("maxDistance")
+            max_distance = get("maxDistance")
             lock_key = (text, max_distance)
             channel_lock = _CHANNEL_LOCK_CACHE.get(lock_key)  # type: ignore[assignment]
             if channel_lock is None:
@@ -815,9 +865,8 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
                 if len(_CHANNEL_LOCK_CACHE) < _CACHE_LIMIT:
                     _CHANNEL_LOCK_CACHE[lock_key] = channel_lock
         elif name == "objectDivergence":
-            text = child.text
-            az_range = child.get("azimuthRange")
-            pos_range = child.get("positionRange")
+            az_range = get("azimuthRange")
+            pos_range = get("positionRange")
             divergence_key = (text, az_range, pos_range)
             divergence = _DIVERGENCE_CACHE.get(divergence_key)  # type: ignore[assignment]
             if divergence is None:
@@ -831,15 +880,17 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
                 if len(_DIVERGENCE_CACHE) < _CACHE_LIMIT:
                     _DIVERGENCE_CACHE[divergence_key] = divergence
         elif name == "screenRef":
-            screen_ref = ctx.bool(child, bid, name, child.text)
+            screen_ref = ctx.bool(child, bid, name, text)
         elif name == "importance":
-            importance = ctx.int(child, bid, name, child.text)
+            importance = ctx.int(child, bid, name, text)
         elif name == "headLocked":
-            head_locked = ctx.bool(child, bid, name, child.text)
+            head_locked = ctx.bool(child, bid, name, text)
         elif name == "zoneExclusion":
+            if child is None:
+                raise _FastPathUnsupported("zoneExclusion")
             zones = _zone_exclusion(ctx, child, bid)
         else:
-            ctx.unknown(child, name, bid, _BLOCK_KNOWN)
+            ctx.unknown(child, name, bid, _BLOCK_KNOWN)  # type: ignore[arg-type]
 
     position: PolarPosition | CartesianPosition
     if n_polar:
@@ -865,15 +916,13 @@ def _objects_block(ctx: _Ctx, el: etree._Element, channel_id: str) -> ObjectsBlo
         if edge_lock is None:  # at most 3 x 3 values
             edge_lock = _EDGE_LOCK_CACHE[edge_h, edge_v] = ScreenEdgeLock(edge_h, edge_v)
     times = ctx._times
-    rtime_text = el.get("rtime")
     rtime = times.get(rtime_text) if rtime_text is not None else None  # type: ignore[arg-type]
     if rtime is None:
-        rtime = ctx.time(el, bid, "rtime", rtime_text)
-    duration_text = el.get("duration")
+        rtime = ctx.time(el, bid, "rtime", rtime_text)  # type: ignore[arg-type]
     duration = (times.get(duration_text)  # type: ignore[arg-type]
                 if duration_text is not None else None)
     if duration is None:
-        duration = ctx.time(el, bid, "duration", duration_text)
+        duration = ctx.time(el, bid, "duration", duration_text)  # type: ignore[arg-type]
     return _new_objects_block(  # _OBJECTS_BLOCK_REQUIRED + _OBJECTS_BLOCK_OPTIONAL
         bid, position, rtime, duration, is_cartesian, width, height, depth, gain, diffuse,
         channel_lock, divergence, jump, screen_ref, edge_lock, importance, zones, head_locked,
@@ -1118,6 +1167,23 @@ def _tidy_blocks(ctx: _Ctx, channel_id: str,
     return tuple(blocks)
 
 
+def _frequency(ctx: _Ctx, child: etree._Element | None, cid: str, kind: str | None,
+               text: str | None, low_pass: float | None,
+               high_pass: float | None) -> tuple[float | None, float | None]:
+    """A channel's ``frequency`` element (typeDefinition ``kind``, value ``text`` in Hz)
+    applied to its (low pass, high pass) cut-offs."""
+    kind = (kind or "").strip()
+    value = ctx.float(child, cid, f"frequency {kind}", text)  # type: ignore[arg-type]
+    if kind == "lowPass" and low_pass is None:
+        return value, high_pass
+    if kind == "highPass" and high_pass is None:
+        return low_pass, value
+    if kind in ("lowPass", "highPass"):
+        raise ctx.error(child, cid, f"more than one {kind} frequency")
+    raise ctx.error(child, cid, f"frequency typeDefinition must be lowPass or "
+                    f"highPass, not {kind!r}")
+
+
 def _channel(ctx: _Ctx, el: etree._Element, common: bool,
              defer: TypeDefinition | None = None) -> AudioChannelFormat:
     """audioChannelFormat; with ``defer`` equal to its type, its blocks are not read (left
@@ -1143,17 +1209,8 @@ def _channel(ctx: _Ctx, el: etree._Element, common: bool,
         elif name == "frequency":
             if ctx.strict:
                 ctx.check_attrs(child, cid, frozenset({"typeDefinition"}))
-            kind = (child.get("typeDefinition") or "").strip()
-            value = ctx.float(child, cid, f"frequency {kind}", child.text)
-            if kind == "lowPass" and low_pass is None:
-                low_pass = value
-            elif kind == "highPass" and high_pass is None:
-                high_pass = value
-            elif kind in ("lowPass", "highPass"):
-                raise ctx.error(child, cid, f"more than one {kind} frequency")
-            else:
-                raise ctx.error(child, cid, f"frequency typeDefinition must be lowPass or "
-                                f"highPass, not {kind!r}")
+            low_pass, high_pass = _frequency(ctx, child, cid, child.get("typeDefinition"),
+                                             child.text, low_pass, high_pass)
         else:
             ctx.unknown(child, name, cid)
     return AudioChannelFormat(
@@ -1564,14 +1621,375 @@ def check_references(doc: AdmDocument) -> None:
             look(uid.pack_format_id, AudioPackFormat, uid.id)
 
 
-def iter_channel_formats(region: FileRegion, channel_ids: set[str], source: str = "<axml>",
-                         strict: bool = False) -> Iterator[AudioChannelFormat]:
-    """The audioChannelFormats ``channel_ids`` of a document already parsed once (with their
-    blocks deferred: :func:`parse_adm_xml`'s ``defer``), read again from ``region`` one at a
-    time, blocks included, in document order. Each is dropped from the tree once yielded, so
-    only one channel's blocks are held at a time. Raises :class:`AdmError` as the full parse
-    would for a problem in those blocks."""
-    ctx = _Ctx(source, strict)
+# --------------------------------------------------------------------------------------------
+# iter_channel_formats: the second reading of deferred Objects channels
+# --------------------------------------------------------------------------------------------
+#
+# The document has been read (and found well-formed) by lxml once already. The second reading
+# scans its raw text for the wanted audioChannelFormats and reads their audioBlockFormats with
+# regular expressions, handing the same raw attribute and element texts as lxml would give to
+# the same interpretation (_objects_block_parts, _frequency, _tidy_blocks). Whatever the scan
+# does not read exactly as lxml does (references ``&...;``, comments, CDATA or processing
+# instructions in a channel, nested sub-elements such as zoneExclusion, an encoding other than
+# UTF-8, a type other than Objects, strict mode, any error) hands that channel and the rest of
+# the document over to lxml, so errors (with their line numbers) are lxml's.
+
+_NAME = r"[^\s<>/:=!?\"']+"
+_PREFIX = rf"(?:{_NAME}:)?"
+_ATTRS = r"((?:\s+[^\s<>/=\"']+\s*=\s*(?:\"[^\"<]*\"|'[^'<]*'))*)"
+_ATTR_RE = re.compile(r"([^\s<>/=\"']+)\s*=\s*(?:\"([^\"<]*)\"|'([^'<]*)')")
+# a start tag, end tag or empty-element tag: (end "/", qualified name, local name, attributes,
+# empty "/")
+_TAG_RE = re.compile(rf"<(/?)({_PREFIX}({_NAME})){_ATTRS}\s*(/?)>".encode())
+# a child of an audioChannelFormat: an audioBlockFormat (attributes, content or None) or
+# another element without sub-elements (name, attributes, text, "</" unless empty-element)
+_CHANNEL_CHILD_RE = re.compile(
+    rf"<{_PREFIX}(?:audioBlockFormat{_ATTRS}\s*(?:/>|>"
+    rf"([^<]*(?:<(?!/{_PREFIX}audioBlockFormat\s*>)[^<]*)*)</{_PREFIX}audioBlockFormat\s*>)"
+    rf"|({_NAME}){_ATTRS}\s*(?:/>|>([^<]*)(</)[^>]*>))"
+)
+# a child of an audioBlockFormat without sub-elements: (local name, attributes, text)
+_BLOCK_CHILD_RE = re.compile(rf"<{_PREFIX}({_NAME}){_ATTRS}\s*(?:/>|>([^<]*)</[^>]*>)")
+_NESTED_CHANNEL_RE = re.compile(rf"<{_PREFIX}audioChannelFormat[\s/>]".encode())
+_XML_DECLARATION_RE = re.compile(rb"<\?xml\s[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
+_UTF8_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+_ATTR_SPACES = str.maketrans("\t\n", "  ")  # attribute-value normalisation (XML 1.0 3.3.3)
+_ATTR_GETTERS: dict[str, Callable[[str], str | None]] = {}
+_CLOSE_TAGS: dict[bytes, re.Pattern[bytes]] = {}
+_SCAN_STEP = 1 << 22
+_CHANNEL_B = b"audioChannelFormat"
+_FORMAT_EXTENDED_B = _FORMAT_EXTENDED.encode()
+
+
+def _raw_attrs(text: str) -> dict[str, str]:
+    """The attributes of a start tag's attribute text (no references in it), their values
+    normalised as an XML parser does (line ends already are)."""
+    if "\t" in text or "\n" in text:
+        text = text.translate(_ATTR_SPACES)
+    return {name: double or single for name, double, single in _ATTR_RE.findall(text)}
+
+
+def _attr_getter(text: str) -> Callable[[str], str | None]:
+    """``get`` of :func:`_raw_attrs` ``(text)``, shared by equal attribute texts."""
+    getter = _ATTR_GETTERS.get(text)
+    if getter is None:
+        getter = _raw_attrs(text).get
+        if len(_ATTR_GETTERS) < 4 * _CACHE_LIMIT:
+            _ATTR_GETTERS[text] = getter
+    return getter
+
+
+class _BlockShape:
+    """The exact markup of an audioBlockFormat as a pattern that captures only its texts:
+    machine-written files repeat one markup for thousands of blocks, each of which is then
+    matched at once. ``plan``: (local name, attribute getter, group or -1) of each child
+    (group: the index in ``match.groups()`` of its text); ``id``, ``rtime``, ``duration``:
+    those of the block's attributes (-1: absent); ``n_tags``: its number of '<'."""
+
+    __slots__ = ("pattern", "names", "getters", "texts", "id", "rtime", "duration", "n_tags")
+
+    def __init__(self, pattern: re.Pattern[str], plan: list[tuple[str, Any, int]],
+                 attr_groups: dict[str, int], n_groups: int, n_tags: int) -> None:
+        # the group n_groups (the last) never matches: its value None stands for what is
+        # absent (an attribute, the text of an empty element)
+        self.pattern, self.n_tags = pattern, n_tags
+        self.names = tuple(name for name, _, _ in plan)
+        self.getters = tuple(get for _, get, _ in plan)
+        indices = [n_groups if k < 0 else k for _, _, k in plan] + [n_groups]
+        getter = operator.itemgetter(*indices)  # one more: always a tuple
+        self.texts: Callable[[tuple[str | None, ...]], tuple[str | None, ...]] = getter
+        self.id = attr_groups.get("audioBlockFormatID", n_groups)
+        self.rtime = attr_groups.get("rtime", n_groups)
+        self.duration = attr_groups.get("duration", n_groups)
+
+
+_SHAPES: dict[str, _BlockShape] = {}
+_NONES = itertools.repeat(None)
+_SHAPED_ATTRS = frozenset({"audioBlockFormatID", "rtime", "duration"})
+
+
+def _block_shape(body: str, match: re.Match[str]) -> _BlockShape:
+    """The shape of the audioBlockFormat ``match`` (of :data:`_CHANNEL_CHILD_RE`, with content,
+    whose children have been checked to have no sub-elements) of ``body``."""
+    escape = re.escape
+    parts = [r"[^<]*", escape(body[match.start():match.start(1)])]
+    attr_groups: dict[str, int] = {}
+    n_groups = 0
+    attrs, attrs_start = match.group(1), match.start(1)
+    last = 0
+    for attr in _ATTR_RE.finditer(attrs):
+        name = attr.group(1)
+        if name in _SHAPED_ATTRS:
+            value = 2 if attr.group(2) is not None else 3
+            quote = attrs[attr.start(value) - 1]
+            parts.append(escape(attrs[last:attr.start(value)]))
+            parts.append(f"([^{quote}<&\\t\\n]*)")
+            attr_groups[name] = n_groups
+            n_groups += 1
+            last = attr.end(value)
+    parts.append(escape(body[attrs_start + last:match.start(2)]))
+    content, content_start = match.group(2), match.start(2)
+    plan: list[tuple[str, Any, int]] = []
+    for child in _BLOCK_CHILD_RE.finditer(content):
+        local, child_attrs, text = child.groups()
+        parts.append(r"[^<]*")
+        if text is None:
+            parts.append(escape(child.group(0)))
+            plan.append((local, _attr_getter(child_attrs), -1))
+        else:
+            parts.append(escape(content[child.start():child.start(3)]))
+            parts.append(r"([^<&]+)?")  # no text: None, as lxml gives
+            parts.append(escape(content[child.end(3):child.end()]))
+            plan.append((local, _attr_getter(child_attrs), n_groups))
+            n_groups += 1
+    parts.append(r"[^<]*")
+    parts.append(escape(body[content_start + len(content):match.end()]))
+    parts.append(r"((?!))?")  # the group that never matches
+    source = "".join(parts)
+    shape = _SHAPES.get(source)
+    if shape is None:
+        shape = _BlockShape(re.compile(source), plan, attr_groups, n_groups,
+                            match.group(0).count("<"))
+        if len(_SHAPES) < 256:
+            _SHAPES[source] = shape
+    return shape
+
+
+def _raw_objects_channel(ctx: _Ctx, attrs: dict[str, str], body: str) -> AudioChannelFormat:
+    """An Objects audioChannelFormat from its start tag's attributes and its content's text
+    (no references, comments, CDATA or processing instructions; line ends normalised), read
+    as :func:`_channel` reads the lxml element. Raises :class:`_FastPathUnsupported` for what
+    it does not read exactly so, and :class:`AdmError` (without line numbers) for bad values.
+    """
+    cid = attrs.get("audioChannelFormatID")
+    if cid is None or not cid.strip():
+        raise _FastPathUnsupported("no audioChannelFormatID")
+    cid = _norm_id(cid)
+    type_ = _type_definition(ctx, attrs, cid)  # type: ignore[arg-type]  # only .get is used
+    if type_ is not TypeDefinition.Objects:
+        raise _FastPathUnsupported("not an Objects channel")
+    blocks: list[BlockFormat] = []
+    low_pass: float | None = None
+    high_pass: float | None = None
+    n_tags = 0  # the '<' of the elements read, to be sure that no element was skipped
+    getters = _ATTR_GETTERS
+    shapes: list[_BlockShape] = []  # the latest first
+    n_shapes = 0
+    pos = 0
+    while True:
+        for shape in shapes:
+            shaped = shape.pattern.match(body, pos)
+            if shaped is not None:
+                values = shaped.groups()
+                blocks.append(_objects_block_parts(
+                    ctx, None, cid, values[shape.id], values[shape.rtime],
+                    values[shape.duration],
+                    zip(shape.names, _NONES, shape.getters, shape.texts(values))))
+                n_tags += shape.n_tags
+                pos = shaped.end()
+                break
+        else:
+            match = _CHANNEL_CHILD_RE.search(body, pos)
+            if match is None:
+                break
+            pos = match.end()
+            block_attrs, content, name, other_attrs, text, end_tag = match.groups()
+            if name is None:  # an audioBlockFormat
+                children: list[_Child] = []
+                if content is None:
+                    n_tags += 1
+                else:
+                    found = _BLOCK_CHILD_RE.findall(content)
+                    n_lt = content.count("<")
+                    # every '<' of the content belongs to a child read (each has two, or one
+                    # and a "/>"), so that none has sub-elements
+                    if n_lt + content.count("/>") != 2 * len(found):
+                        raise _FastPathUnsupported("sub-elements in an audioBlockFormat")
+                    n_tags += n_lt + 2
+                    children = [(local, None, getters.get(child_attrs)
+                                 or _attr_getter(child_attrs), child_text or None)
+                                for local, child_attrs, child_text in found]
+                get = _raw_attrs(block_attrs).get
+                blocks.append(_objects_block_parts(
+                    ctx, None, cid, get("audioBlockFormatID"), get("rtime"), get("duration"),
+                    children))
+                if content is not None and n_shapes < 16:
+                    shapes.insert(0, _block_shape(body, match))
+                    del shapes[4:]
+                    n_shapes += 1
+            else:
+                n_tags += 2 if end_tag else 1
+                if name == "frequency":
+                    low_pass, high_pass = _frequency(
+                        ctx, None, cid, _raw_attrs(other_attrs).get("typeDefinition"),
+                        text or None, low_pass, high_pass)
+                elif name == "audioBlockFormat":
+                    raise _FastPathUnsupported("unexpected audioBlockFormat")
+                else:
+                    ctx.unknown(None, name, cid)
+    if n_tags != body.count("<"):
+        raise _FastPathUnsupported("sub-elements in an audioChannelFormat")
+    return AudioChannelFormat(
+        id=cid,
+        name=attrs.get("audioChannelFormatName", ""),
+        type=type_,
+        blocks=_tidy_blocks(ctx, cid, blocks),
+        frequency=Frequency(low_pass, high_pass),
+        is_common_definition=False,
+    )
+
+
+class _Chunks:
+    """Bytes ``[start, stop)`` of a :class:`FileRegion`, read into ``buf`` piece by piece."""
+
+    def __init__(self, region: FileRegion, start: int, stop: int) -> None:
+        self._region, self._next, self._stop = region, start, stop
+        self.buf = b""
+
+    def more(self, keep: int) -> bool:
+        """Drop ``buf[:keep]`` and append the next piece (at least as long as what is left);
+        False (and ``buf`` unchanged) at the end."""
+        if self._next >= self._stop:
+            return False
+        end = min(self._stop, self._next + max(_SCAN_STEP, len(self.buf) - keep))
+        self.buf = self.buf[keep:] + self._region.read_at(self._next, end)
+        self._next = end
+        return True
+
+
+def _close_tag(qname: bytes) -> re.Pattern[bytes]:
+    pattern = _CLOSE_TAGS.get(qname)
+    if pattern is None:
+        pattern = re.compile(b"</" + re.escape(qname) + rb"\s*>")
+        if len(_CLOSE_TAGS) < 64:
+            _CLOSE_TAGS[qname] = pattern
+    return pattern
+
+
+def _text(raw: bytes) -> str:
+    """UTF-8 document text with its line ends normalised (XML 1.0 2.11)."""
+    text = raw.decode("utf-8")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def _raw_channels(ctx: _Ctx, region: FileRegion,
+                  channel_ids: set[str]) -> Iterator[AudioChannelFormat | None]:
+    """The audioChannelFormats ``channel_ids`` (children of an audioFormatExtended) of the
+    well-formed document in ``region``, in document order, read from its raw text; yields
+    None (and stops) where the rest is to be read with lxml, from that channel on."""
+    start, stop = region.unpadded_range()
+    chunks = _Chunks(region, start, stop)
+    chunks.more(0)
+    buf = chunks.buf
+    i = 3 if buf.startswith(b"\xef\xbb\xbf") else 0
+    if buf.startswith((b"\xfe\xff", b"\xff\xfe", b"\x00")):
+        yield None  # UTF-16 or UTF-32
+        return
+    declaration = _XML_DECLARATION_RE.match(buf, i)
+    if declaration is not None and declaration.group(1).decode("ascii", "replace").strip() \
+            .lower() not in _UTF8_ENCODINGS:
+        yield None
+        return
+    stack: list[bytes] = []  # local names of the open elements
+    while True:
+        lt = buf.find(b"<", i)
+        if lt < 0 or len(buf) - lt < 16:
+            if chunks.more(i if lt < 0 else lt):
+                buf, i = chunks.buf, 0
+                continue
+            if lt < 0:
+                return
+        second = buf[lt + 1:lt + 2]
+        if second == b"!" or second == b"?":
+            if buf.startswith(b"<!--", lt):
+                end, skip = buf.find(b"-->", lt + 4), 3
+            elif buf.startswith(b"<![CDATA[", lt):
+                end, skip = buf.find(b"]]>", lt + 9), 3
+            elif second == b"?":
+                end, skip = buf.find(b"?>", lt + 2), 2
+            else:  # a DOCTYPE
+                yield None
+                return
+            if end >= 0:
+                i = end + skip
+            elif chunks.more(lt):
+                buf, i = chunks.buf, 0
+            else:
+                yield None
+                return
+            continue
+        tag = _TAG_RE.match(buf, lt)
+        close = None
+        if tag is not None and tag.group(3) == _CHANNEL_B and not tag.group(1) \
+                and not tag.group(5):  # an audioChannelFormat start tag: find its end tag
+            close = _close_tag(tag.group(2)).search(buf, tag.end())
+            if close is None:
+                tag = None
+        if tag is None:  # the tag (or the channel) goes on in the next piece
+            if chunks.more(lt):
+                buf, i = chunks.buf, 0
+                continue
+            yield None
+            return
+        is_end, _, local, attr_bytes, empty = tag.groups()
+        if is_end:
+            if stack:
+                stack.pop()
+            i = tag.end()
+            continue
+        if local != _CHANNEL_B:
+            if not empty:
+                stack.append(local)
+            i = tag.end()
+            continue
+        # an audioChannelFormat: its content is buf[body_start:body_end]
+        body_start = tag.end()
+        body_end, after = (body_start, body_start) if close is None \
+            else (close.start(), close.end())
+        if buf.find(b"&", lt, body_start) >= 0:
+            yield None  # a reference in its start tag (its ID?)
+            return
+        try:
+            attrs = _raw_attrs(_text(attr_bytes))
+        except UnicodeDecodeError:
+            yield None
+            return
+        wanted = bool(stack) and stack[-1] == _FORMAT_EXTENDED_B \
+            and (attrs.get("audioChannelFormatID") or "").strip().upper() in channel_ids
+        plain = (buf.find(b"&", body_start, body_end) < 0
+                 and buf.find(b"<!", body_start, body_end) < 0
+                 and buf.find(b"<?", body_start, body_end) < 0
+                 and _NESTED_CHANNEL_RE.search(buf, body_start, body_end) is None)
+        if not wanted:
+            if plain:
+                i = after
+            else:  # read its content tag by tag
+                if close is not None:
+                    stack.append(local)
+                i = body_start
+            continue
+        channel: AudioChannelFormat | None = None
+        if plain:
+            with _gc_paused():
+                try:
+                    channel = _raw_objects_channel(ctx, attrs,
+                                                   _text(buf[body_start:body_end]))
+                except (AdmError, _FastPathUnsupported, UnicodeDecodeError):
+                    channel = None
+        if channel is None:
+            ctx.warnings.clear()
+            yield None
+            return
+        i = after
+        yield channel
+
+
+def _lxml_channels(ctx: _Ctx, region: FileRegion, channel_ids: set[str],
+                   skip: int) -> Iterator[AudioChannelFormat]:
+    """As :func:`_raw_channels`, with lxml ``iterparse``, less the first ``skip`` channels
+    (read already)."""
     start, stop = region.unpadded_range()
     events = etree.iterparse(region.reader(start, stop), events=("end",),
                              tag="{*}audioChannelFormat", **_PARSER_OPTIONS)
@@ -1580,15 +1998,48 @@ def iter_channel_formats(region: FileRegion, channel_ids: set[str], source: str 
         if cid in channel_ids:
             parent = el.getparent()
             if parent is not None and _lname(parent.tag) == _FORMAT_EXTENDED:
-                channel = _channel(ctx, el, False)
-                for message in ctx.warnings:
-                    warnings.warn(message, stacklevel=2)
-                ctx.warnings.clear()
-                yield channel
+                if skip:
+                    skip -= 1
+                else:
+                    yield _channel(ctx, el, False)
         el.clear()
         parent = el.getparent()
         if parent is not None:
             parent.remove(el)
+
+
+def iter_channel_formats(region: FileRegion, channel_ids: set[str], source: str = "<axml>",
+                         strict: bool = False) -> Iterator[AudioChannelFormat]:
+    """The audioChannelFormats ``channel_ids`` of a document already parsed once (with their
+    blocks deferred: :func:`parse_adm_xml`'s ``defer``), read again from ``region`` one at a
+    time, blocks included, in document order. Only one channel's blocks are held at a time.
+    Raises :class:`AdmError` as the full parse would for a problem in those blocks.
+
+    The document must be well-formed (as the first parse found it): Objects channels are read
+    from its raw text (see :func:`_raw_channels`), the rest with lxml, with the same results.
+    """
+    ctx = _Ctx(source, strict)
+    done = 0
+    if not strict:
+        raw = _raw_channels(ctx, region, channel_ids)
+        for channel in raw:
+            if channel is None:
+                break
+            for message in ctx.warnings:
+                warnings.warn(message, stacklevel=2)
+            ctx.warnings.clear()
+            ctx.bound_memos()
+            done += 1
+            yield channel
+        else:
+            return
+        raw.close()
+    for channel in _lxml_channels(ctx, region, channel_ids, done):
+        for message in ctx.warnings:
+            warnings.warn(message, stacklevel=2)
+        ctx.warnings.clear()
+        ctx.bound_memos()
+        yield channel
 
 
 def parse_adm_xml(data: bytes | FileRegion, source: str = "<axml>", strict: bool = False,

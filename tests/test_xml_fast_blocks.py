@@ -1,0 +1,322 @@
+"""The raw-text reading of Objects audioBlockFormats (adm.xml.iter_channel_formats) against the
+full lxml parse (parse_adm_xml without defer), the independent reference: same channels and
+blocks (==), same warnings, same errors."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adm.builder import AdmBuilder, ObjectsBlockSpec, write_adm_bwf
+from adm.bw64 import Bw64Reader
+from adm.model import (
+    AdmError,
+    CartesianPosition,
+    ChannelLock,
+    ObjectDivergence,
+    ObjectsBlock,
+    PolarPosition,
+    TypeDefinition,
+)
+from adm.xml import FileRegion, _Ctx, _raw_channels, iter_channel_formats, parse_adm_xml
+from adm.xml_write import adm_to_xml
+
+NS = "urn:ebu:metadata-schema:ebuCore_2016"
+
+
+def _wrap(channels: str, layout: str = "ebucore") -> bytes:
+    """A minimal ADM document holding ``channels`` (audioChannelFormat elements)."""
+    if layout == "ebucore":
+        text = (f'<?xml version="1.0" encoding="UTF-8"?>\n<ebuCoreMain xmlns="{NS}">\n'
+                f"<coreMetadata><format><audioFormatExtended>\n{channels}\n"
+                "</audioFormatExtended></format></coreMetadata></ebuCoreMain>\n")
+    elif layout == "prefixed":
+        text = (f"<?xml version='1.0' encoding='utf-8'?>\n<adm:ebuCoreMain xmlns:adm='{NS}'>"
+                f"<adm:coreMetadata><adm:format><adm:audioFormatExtended>\n{channels}\n"
+                "</adm:audioFormatExtended></adm:format></adm:coreMetadata>"
+                "</adm:ebuCoreMain>")
+    else:  # a bare audioFormatExtended without namespace or declaration
+        text = f"<audioFormatExtended>\n{channels}\n</audioFormatExtended>"
+    return text.encode("utf-8")
+
+
+def _channel(cid: str, blocks: str, p: str = "", extra: str = "") -> str:
+    return (f'<{p}audioChannelFormat audioChannelFormatID="{cid}" audioChannelFormatName="ch"'
+            f' typeDefinition="Objects">{extra}{blocks}</{p}audioChannelFormat>')
+
+
+def _block(n: int, body: str, rtime: str | None = None, duration: str = "00:00:00.50000",
+           p: str = "") -> str:
+    rtime = f"00:00:{n // 2:02d}.{5 * (n % 2)}0000" if rtime is None else rtime
+    return (f'<{p}audioBlockFormat audioBlockFormatID="AB_00031001_{n + 1:08d}" '
+            f'rtime="{rtime}" duration="{duration}">{body}</{p}audioBlockFormat>')
+
+
+def _polar(az: float, el: float = 0.0, p: str = "") -> str:
+    return (f'<{p}position coordinate="azimuth">{az}</{p}position>'
+            f'<{p}position coordinate="elevation">{el}</{p}position>')
+
+
+def _region(tmp_path: Path, data: bytes, pad: int = 0) -> FileRegion:
+    path = tmp_path / f"axml_{abs(hash(data))}.xml"
+    path.write_bytes(data + b"\0" * pad)
+    fd = os.open(path, os.O_RDONLY)
+    return FileRegion(fd, 0, len(data) + pad)
+
+
+def _reference(data: bytes):
+    """(Objects channel IDs as the deferred first pass finds them, the full parse's channels
+    of those IDs in document order, its warnings)."""
+    deferred = parse_adm_xml(data, defer=TypeDefinition.Objects)
+    ids = {c.id for c in deferred.channel_formats
+           if c.type is TypeDefinition.Objects and not c.is_common_definition}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        full = parse_adm_xml(data)
+    return ids, [c for c in full.channel_formats if c.id in ids], [str(w.message) for w in caught]
+
+
+def _check(tmp_path: Path, data: bytes, fast: bool = True, pad: int = 0,
+           messages: list[str] | None = None) -> list:
+    """The channels of ``data`` read by iter_channel_formats equal the full parse's, with the
+    same warnings (their texts are appended to ``messages``); ``fast``: the raw-text reading
+    read all of them (no lxml fallback)."""
+    ids, expected, expected_warnings = _reference(data)
+    assert expected
+    region = _region(tmp_path, data, pad)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = list(iter_channel_formats(region, ids))
+        assert got == expected
+        assert [str(w.message) for w in caught] == expected_warnings
+        if messages is not None:
+            messages.extend(expected_warnings)
+        raw = list(_raw_channels(_Ctx("<axml>", False), region, ids))
+        if fast:
+            assert raw == expected
+        else:
+            assert raw[-1] is None
+    finally:
+        os.close(region.fd)
+    return got
+
+
+def _check_error(tmp_path: Path, data: bytes) -> str:
+    """The full parse and iter_channel_formats refuse ``data`` with the same message."""
+    ids = {c.id for c in parse_adm_xml(data, defer=TypeDefinition.Objects).channel_formats
+           if c.type is TypeDefinition.Objects}
+    with pytest.raises(AdmError) as full_error:
+        parse_adm_xml(data)
+    region = _region(tmp_path, data)
+    try:
+        with pytest.raises(AdmError) as error:
+            list(iter_channel_formats(region, ids))
+    finally:
+        os.close(region.fd)
+    assert str(error.value) == str(full_error.value)
+    return str(error.value)
+
+
+# --------------------------------------------------------------------------------------------
+# documents written by adm.builder / adm.xml_write
+# --------------------------------------------------------------------------------------------
+
+
+def _built_doc():
+    builder = AdmBuilder("fast path")
+    builder.add_object("polar", [
+        ObjectsBlockSpec((30.0, 10.0), rtime=0, duration=Fraction(1, 2)),
+        ObjectsBlockSpec((-110.0, 0.0, 0.5), rtime=Fraction(1, 2), duration=Fraction(1, 2),
+                         width=20.0, height=5.0, gain=0.5, diffuse=0.25, jump=True,
+                         interpolation_length=Fraction(1, 200)),
+    ], track_index=1)
+    builder.add_object("cartesian", [
+        ObjectsBlockSpec(CartesianPosition(0.25, 1.0, 0.5), rtime=0, duration=Fraction(1, 3)),
+        ObjectsBlockSpec(CartesianPosition(-1.0, -1.0, 0.0), rtime=Fraction(1, 3),
+                         duration=Fraction(2, 3), depth=0.5, importance=7),
+    ], track_index=2)
+    builder.add_object("full block", [
+        ObjectsBlock("", PolarPosition(45.0, 30.0), rtime=Fraction(0), duration=Fraction(1),
+                     channel_lock=ChannelLock(True, 0.5),
+                     object_divergence=ObjectDivergence(0.5, 30.0), screen_ref=True,
+                     head_locked=True),
+    ], track_index=3)
+    builder.add_direct_speakers("bed", [4, 5], pack_format_id="AP_00010002")
+    return builder.build(sample_rate=48000)
+
+
+def test_builder_document_bytes(tmp_path: Path) -> None:
+    doc, _ = _built_doc()
+    channels = _check(tmp_path, adm_to_xml(doc), pad=64)
+    # the hand-computed values survive the round trip (the reference is not just itself)
+    polar = channels[0].blocks
+    assert polar[0].position == PolarPosition(30.0, 10.0, 1.0)
+    assert polar[1].rtime == Fraction(1, 2) and polar[1].gain == 0.5
+    assert polar[1].jump_position.interpolation_length == Fraction(1, 200)
+    assert channels[1].blocks[1].position == CartesianPosition(-1.0, -1.0, 0.0)
+    assert channels[1].blocks[1].cartesian and channels[1].blocks[1].importance == 7
+    assert channels[2].blocks[0].channel_lock == ChannelLock(True, 0.5)
+
+
+def test_builder_bwf_file(tmp_path: Path) -> None:
+    doc, chna = _built_doc()
+    path = tmp_path / "scene.wav"
+    write_adm_bwf(path, np.zeros((480, 5)), 48000, doc, chna)
+    with Bw64Reader(path) as reader:
+        region = reader.axml_region()
+        start, stop = region.unpadded_range()
+        data = region.read_at(start, stop)
+        ids, expected, _ = _reference(data)
+        assert list(iter_channel_formats(region, ids)) == expected
+        assert list(_raw_channels(_Ctx("<axml>", False), region, ids)) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# hand-written variants read by the raw-text path
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["ebucore", "prefixed", "bare"])
+def test_layouts(tmp_path: Path, layout: str) -> None:
+    p = "adm:" if layout == "prefixed" else ""
+    blocks = "".join(_block(n, _polar(10.0 * n, 5.0, p), p=p) for n in range(4))
+    data = _wrap(_channel("AC_00031001", blocks, p) + _channel("AC_00031002", blocks, p),
+                 layout)
+    channels = _check(tmp_path, data)
+    assert [b.position.azimuth for b in channels[0].blocks] == [0.0, 10.0, 20.0, 30.0]
+
+
+def test_attribute_syntax_and_whitespace(tmp_path: Path) -> None:
+    blocks = (
+        "\n  <audioBlockFormat duration = '00:00:00.50000'\n\trtime='00:00:00.00000' "
+        "audioBlockFormatID='ab_00031001_00000001' >\n"
+        "    <position   coordinate = 'elevation' >  12.5 </position>\n"
+        "    <position coordinate=\"azimuth\">-30</position >\n"
+        "    <cartesian>0</cartesian>\n"
+        "    <width/>\n"  # an empty width: an error? no: only in the second channel below
+        "  </audioBlockFormat>\n"
+    ).replace("    <width/>\n", "")
+    blocks += "\r\n" + _block(1, "<position coordinate='X'>1</position>\r\n"
+                                 "<position coordinate='Y'>0.5</position><cartesian>1"
+                                 "</cartesian><jumpPosition>1</jumpPosition>")
+    data = _wrap(_channel("AC_00031001", blocks))
+    channels = _check(tmp_path, data)
+    first, second = channels[0].blocks
+    assert first.id == "AB_00031001_00000001"
+    assert first.position == PolarPosition(-30.0, 12.5, 1.0)
+    assert second.position == CartesianPosition(1.0, 0.5, 0.0) and second.jump_position.flag
+
+
+def test_polar_cartesian_jump_gain_and_friends(tmp_path: Path) -> None:
+    bodies = [
+        _polar(30.0) + '<position coordinate="distance">0.5</position>'
+        '<jumpPosition interpolationLength="0.005208">1</jumpPosition>',
+        _polar(40.0) + "<jumpPosition>1</jumpPosition><gain gainUnit=\"dB\">-6</gain>",
+        _polar(50.0) + "<gain>0.25</gain><width>10</width><height>20</height>"
+        "<depth>0.5</depth><diffuse>0.75</diffuse><importance>3</importance>"
+        "<headLocked>1</headLocked><screenRef>1</screenRef>",
+        _polar(60.0) + '<channelLock maxDistance="0.25">1</channelLock>'
+        '<objectDivergence azimuthRange="45">0.5</objectDivergence>'
+        "<unknownThing a='1'>x</unknownThing><headphoneVirtualise/>",
+        '<position coordinate="azimuth" screenEdgeLock="left">70</position>'
+        '<position coordinate="elevation" screenEdgeLock="top">5</position>',
+        '<position coordinate="x">0.5</position><position coordinate="y">1</position>'
+        '<position coordinate="z">0.25</position><cartesian>true</cartesian>',
+    ]
+    blocks = "\n".join(_block(n, body) for n, body in enumerate(bodies))
+    data = _wrap(_channel("AC_00031001", blocks, extra='<frequency typeDefinition="lowPass">'
+                          "120</frequency>"))
+    (channel,) = _check(tmp_path, data)
+    b = channel.blocks
+    assert channel.frequency.low_pass == 120.0
+    assert b[0].jump_position.interpolation_length == Fraction(5208, 1000000)
+    assert b[1].gain == pytest.approx(10 ** (-6 / 20))
+    assert (b[2].width, b[2].importance, b[2].head_locked) == (10.0, 3, True)
+    assert b[3].channel_lock.max_distance == 0.25
+    assert b[4].screen_edge_lock.horizontal == "left" and b[5].cartesian
+
+
+def test_sample_times_and_repeated_shapes(tmp_path: Path) -> None:
+    # many blocks of one markup (read by one pattern), times in the sample form
+    blocks = "\n".join(
+        _block(n, f'\n  <position coordinate="azimuth">{n * 0.5}</position>\n'
+                  '  <position coordinate="elevation">0.0</position>\n  ',
+               rtime=f"00:00:{n // 100:02d}.{(n % 100) * 480:05d}S48000",
+               duration="00:00:00.00480S48000")
+        for n in range(300))
+    (channel,) = _check(tmp_path, _wrap(_channel("AC_00031001", blocks)))
+    assert channel.blocks[101].rtime == 1 + Fraction(480, 48000)
+    assert channel.blocks[299].position.azimuth == 149.5
+
+
+def test_blocks_out_of_time_order_warn(tmp_path: Path) -> None:
+    blocks = _block(1, _polar(1.0)) + _block(0, _polar(0.0))
+    messages: list[str] = []
+    (channel,) = _check(tmp_path, _wrap(_channel("AC_00031001", blocks)), messages=messages)
+    assert messages == ["audioBlockFormats of AC_00031001 are out of time order; sorted them"]
+    assert [b.rtime for b in channel.blocks] == [Fraction(0), Fraction(1, 2)]
+
+
+def test_only_wanted_channels_of_the_top_format_extended(tmp_path: Path) -> None:
+    data = _wrap(
+        _channel("AC_00031001", _block(0, _polar(1.0)))
+        + "<!-- a comment <audioChannelFormat> outside the channels -->"
+        + '<audioChannelFormat audioChannelFormatID="AC_00011001" typeDefinition="DirectSpeakers">'
+        "<audioBlockFormat audioBlockFormatID='AB_00011001_00000001'><!-- here too -->"
+        "<speakerLabel>M+000</speakerLabel><position coordinate='azimuth'>0</position>"
+        "</audioBlockFormat></audioChannelFormat>"
+        + _channel("AC_00031002", _block(0, _polar(2.0))))
+    assert [c.id for c in _check(tmp_path, data)] == ["AC_00031001", "AC_00031002"]
+
+
+# --------------------------------------------------------------------------------------------
+# what the raw-text path leaves to lxml: same results all the same
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    _polar(10.0) + "<!-- a comment in the block -->",
+    '<position coordinate="azimuth">&#x31;5</position>',
+    _polar(10.0) + "<gain><![CDATA[0.5]]></gain>",
+    _polar(10.0) + "<?pi inside?>",
+    _polar(10.0) + '<zoneExclusion><zone minX="-1" maxX="0" minY="-1" maxY="1" minZ="-1"'
+    ' maxZ="1">left</zone></zoneExclusion>',
+])
+def test_fallback_to_lxml(tmp_path: Path, body: str) -> None:
+    data = _wrap(_channel("AC_00031001", _block(0, _polar(1.0)))
+                 + _channel("AC_00031002", _block(0, body) + _block(1, _polar(3.0)))
+                 + _channel("AC_00031003", _block(0, _polar(4.0))))
+    channels = _check(tmp_path, data, fast=False)
+    assert [c.id for c in channels] == ["AC_00031001", "AC_00031002", "AC_00031003"]
+
+
+def test_other_encoding_falls_back(tmp_path: Path) -> None:
+    text = _wrap(_channel("AC_00031001", _block(0, _polar(1.0)))).decode()
+    data = text.replace('encoding="UTF-8"', 'encoding="ISO-8859-1"').encode("latin-1")
+    _check(tmp_path, data, fast=False)
+
+
+@pytest.mark.parametrize("body", [
+    '<position coordinate="azimuth">ten</position>',
+    _polar(10.0) + "<cartesian>1</cartesian>",
+    _polar(10.0) + "<width></width>",
+    '<position coordinate="azimuth">1</position><position coordinate="azimuth">2</position>',
+    '<position coordinate="Q">1</position>',
+    _polar(10.0) + '<gain gainUnit="bel">1</gain>',
+])
+def test_bad_values_raise_as_the_full_parse(tmp_path: Path, body: str) -> None:
+    data = _wrap(_channel("AC_00031001", _block(0, _polar(1.0)))
+                 + _channel("AC_00031002", "\n" + _block(0, body)))
+    message = _check_error(tmp_path, data)
+    assert "line " in message and "AB_00031001_00000001: " in message
+
+
+def test_bad_time_raises_as_the_full_parse(tmp_path: Path) -> None:
+    data = _wrap(_channel("AC_00031001", _block(0, _polar(1.0), rtime="00:61:00.0")))
+    assert "rtime" in _check_error(tmp_path, data)
