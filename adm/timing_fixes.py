@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from fractions import Fraction
 
 from adm.model import (
@@ -196,7 +196,9 @@ class _Channel:
         return dataclasses.replace(self.channel, blocks=tuple(blocks))
 
 
-def check_block_timing(doc: AdmDocument, fix: bool = False) -> tuple[AdmDocument, tuple[str, ...]]:
+def check_block_timing(doc: AdmDocument, fix: bool = False,
+                       channel_ids: Collection[str] | None = None,
+                       ) -> tuple[AdmDocument, tuple[str, ...]]:
     """Check (and with ``fix``, repair) the timing of the audioBlockFormats of ``doc``.
 
     The checks, in this order (the reference renderer's ``--enable-block-duration-fix``):
@@ -219,6 +221,8 @@ def check_block_timing(doc: AdmDocument, fix: bool = False) -> tuple[AdmDocument
     left out. Blocks with only one of rtime/duration are skipped by checks 1 and 2 and are
     an :class:`AdmError` in check 3 (as in the reference, which rejects them).
 
+    ``channel_ids``: check only these audioChannelFormats (default: all of them).
+
     Returns ``(document, messages)``: the document (``doc`` itself when nothing changed or
     ``fix`` is false) and one human-readable warning per problem, naming the block (and the
     object) and, when fixed, the old and new values in exact seconds.
@@ -231,7 +235,7 @@ def check_block_timing(doc: AdmDocument, fix: bool = False) -> tuple[AdmDocument
     src = doc.source
     states = [
         _Channel(i, ch) for i, ch in enumerate(doc.channel_formats)
-        if not ch.is_common_definition
+        if not ch.is_common_definition and (channel_ids is None or ch.id in channel_ids)
     ]
     denominators = {1}
     for state in states:

@@ -140,7 +140,8 @@ def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
             continue  # read already (an ID in a second audioFormatExtended is not ours)
         one = replace(doc, objects=tuple(timed.get(channel.id, ())), channel_formats=tuple(
             channel if c.id == channel.id else c for c in doc.channel_formats))
-        checked, notes = check_block_timing(one, fix=fix_block_timing)
+        checked, notes = check_block_timing(one, fix=fix_block_timing,
+                                            channel_ids=(channel.id,))
         channel = checked.get(channel.id)
         filled = [replace(items[i], channel_format=channel) for i in indices]
         if importance_threshold is not None:

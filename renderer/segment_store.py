@@ -72,7 +72,7 @@ class SegmentSpool:
         self._size = 0
         self.bytes_written = 0
 
-    def add(self, segments: Segments, chunk: int = 4096) -> SpooledRun:
+    def add(self, segments: Segments, chunk: int = 1024) -> SpooledRun:
         """Write ``segments`` (sorted here) to the file; a run that reads them back ``chunk``
         at a time."""
         seg = _sorted(segments)
