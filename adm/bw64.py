@@ -808,7 +808,7 @@ class Bw64Writer:
             self._f.write(self._encode(x[i : i + step]))
         self._frames += x.shape[0]
 
-    def _encode(self, x: np.ndarray) -> bytes:
+    def _encode(self, x: np.ndarray) -> bytes | memoryview:
         if self._tag == WAVE_FORMAT_IEEE_FLOAT:
             return np.ascontiguousarray(x, dtype="<f4" if self._bits == 32 else "<f8").tobytes()
         full = 2.0 ** (self._bits - 1)
@@ -825,7 +825,14 @@ class Bw64Writer:
         ints = y.astype("<i4")
         if self._bits == 32:
             return ints.tobytes()
-        return ints.reshape(-1, 1).view(np.uint8)[:, :3].tobytes()
+        # the low 3 bytes of each little-endian int32: three byte-strided copies (much faster
+        # in numpy than one copy of 3-byte rows)
+        four = ints.reshape(-1).view(np.uint8).reshape(-1, 4)
+        three = np.empty((len(four), 3), np.uint8)
+        three[:, 0] = four[:, 0]
+        three[:, 1] = four[:, 1]
+        three[:, 2] = four[:, 2]
+        return three.data
 
     def close(self) -> None:
         """Finish the file (sizes, ds64 if needed, axml) and rename it onto :attr:`path`."""

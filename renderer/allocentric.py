@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from layouts.model import Layout, LayoutError
+from renderer.jax_setup import on_device
 
 __all__ = [
     "AllocentricPanner",
@@ -141,15 +142,15 @@ def configure_allocentric(layout: Layout) -> AllocentricPanner:
     side = (np.abs(pos[:, 0]) == 1.0) & (np.abs(pos[:, 1]) != 1.0)
     row_mates = (pos[:, None, 1] == pos[None, :, 1]) & (pos[:, None, 2] == pos[None, :, 2])
     return AllocentricPanner(
-        plane_z=jnp.asarray(planes),
-        row_y=jnp.asarray(row_y),
-        col_x=jnp.asarray(col_x),
-        cell_real=jnp.asarray(cell_real),
-        cell_speaker=jnp.asarray(cell_speaker),
-        speaker_cell=jnp.asarray(speaker_cell),
-        side=jnp.asarray(side),
-        row_mates=jnp.asarray(row_mates),
-        positions=jnp.asarray(pos),
+        plane_z=on_device(planes),
+        row_y=on_device(row_y),
+        col_x=on_device(col_x),
+        cell_real=on_device(cell_real),
+        cell_speaker=on_device(cell_speaker),
+        speaker_cell=on_device(speaker_cell),
+        side=on_device(side),
+        row_mates=on_device(row_mates),
+        positions=on_device(pos),
         names=names,
     )
 

@@ -1,4 +1,5 @@
-"""JAX configuration shared by every entry point: the persistent compilation cache.
+"""JAX configuration shared by every entry point: the persistent compilation cache, and
+configuration arrays put on the device.
 
 Compilation is paid once per shape and machine: compiled kernels are kept in
 ``$DUBSTAGE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/dubstage/jax`` or ``~/.cache/dubstage/jax``);
@@ -11,8 +12,17 @@ import os
 from pathlib import Path
 
 import jax
+import numpy as np
 
 _configured = False
+
+
+def on_device(values, dtype=None) -> jax.Array:
+    """``values`` (an array-like) as a JAX array on the default device, in JAX's canonical
+    dtype (float32 unless 64-bit mode is on), without the small compiled program that
+    ``jnp.asarray`` builds for every new shape (each costs several milliseconds at start-up)."""
+    array = np.asarray(values, dtype)
+    return jax.device_put(array.astype(jax.dtypes.canonicalize_dtype(array.dtype), copy=False))
 
 
 def configure_jax() -> None:

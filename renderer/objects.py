@@ -99,7 +99,7 @@ GAIN_BATCH = 16384
 
 
 def _bucket(n: int) -> int:
-    size = 64
+    size = 1024
     while size < n:
         size *= 2
     return size
@@ -164,18 +164,21 @@ def object_block_gains(
         (cartesian & ~full, _cartesian_block_gains, lambda: panner.allocentric),
     ):
         rows = np.flatnonzero(mask)
-        # fixed-size batches: the kernels' working memory does not grow with the file
-        for begin in range(0, len(rows), GAIN_BATCH):
-            chunk = rows[begin:begin + GAIN_BATCH]
-            count = len(chunk)
-            pad = _bucket(count) - count
+        if len(rows) == 0:
+            continue
+        # batches of one size, so that one or two compiled shapes serve every file and the
+        # kernels' working memory does not grow with it: GAIN_BATCH rows, the last batch
+        # overlapping the one before it; a few rows (small files) in 1024s
+        size = GAIN_BATCH if len(rows) > GAIN_BATCH // 16 else _bucket(len(rows))
+        for begin in range(0, len(rows), size):
+            chunk = rows[max(0, min(begin, len(rows) - size)):begin + size]
+            pad = size - len(chunk)
             result = function(
                 configured(),
-                jnp.asarray(np.pad(coords[chunk], ((0, pad), (0, 0)), constant_values=1.0),
-                            jnp.float32),
-                jnp.asarray(np.pad(scale[chunk], (0, pad)), jnp.float32),
+                np.pad(coords[chunk], ((0, pad), (0, 0)), constant_values=1.0).astype(np.float32),
+                np.pad(scale[chunk], (0, pad)).astype(np.float32),
             )
-            speaker_gains[chunk] = np.asarray(result)[:count]
+            speaker_gains[chunk] = np.asarray(result)[:len(chunk)]
     if full.any():
         chosen = [b for b, f in zip(blocks, full) if f]
         speaker_gains[full] = _full_pipeline_gains(
