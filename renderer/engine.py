@@ -100,7 +100,7 @@ class Mixer:
     """
 
     def __init__(self, plan: Segments | SegmentSource, n_outputs: int, n_tracks: int,
-                 sub_block: int = 256, sub_blocks: int = 64):
+                 sub_block: int = 256, sub_blocks: int = 128):
         self.source = plan if isinstance(plan, SegmentSource) else SegmentSource.of(plan)
         self.n_outputs = n_outputs
         self.n_tracks = n_tracks
