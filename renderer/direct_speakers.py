@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+import jax
 import numpy as np
 
 from adm.model import (
@@ -39,7 +40,6 @@ from adm.model import (
 )
 from layouts.model import Layout, LayoutError, polar_to_cartesian
 from renderer.allocentric import AllocentricPanner, allocentric_gains, configure_allocentric
-from renderer.jax_setup import stored_jit
 from renderer.point_source import PointSourcePanner, cached_point_source, point_source_gains
 from renderer.screen import ScreenEdges, screen_edges
 
@@ -464,8 +464,8 @@ def _lock_to_screen_edge(edges: ScreenEdges | None, lock: ScreenEdgeLock | None,
 # Gains
 # --------------------------------------------------------------------------------------------
 
-_point_source_jit = stored_jit(point_source_gains)
-_allocentric_jit = stored_jit(allocentric_gains)
+_point_source_jit = jax.jit(point_source_gains)
+_allocentric_jit = jax.jit(allocentric_gains)
 
 
 def _mapping_rule_gains(panner: DirectSpeakersPanner, block: DirectSpeakersBlock,

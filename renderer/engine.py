@@ -21,11 +21,12 @@ caller reads the next.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from renderer.jax_setup import stored_jit
 from renderer.segment_store import SegmentSource
 from renderer.timing import SEGMENT_FIELDS as _FIELDS
 from renderer.timing import Segments
@@ -56,7 +57,7 @@ def decode_samples(data: jax.Array, encoding: str, n_tracks: int) -> jax.Array:
     return values.astype(jnp.float32) * jnp.float32(scale)
 
 
-@stored_jit(static_argnames=("encoding", "n_tracks"))
+@functools.partial(jax.jit, static_argnames=("encoding", "n_tracks"))
 def _mix_batch(data, hold_gains, track, rel_first, rel_last, p_first, step, kind, gains,
                encoding, n_tracks):
     """Mix K sub-blocks of M frames.

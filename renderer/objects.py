@@ -18,6 +18,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,7 +32,6 @@ from renderer.allocentric_extent import (
 from renderer.channel_lock import channel_lock, configure_channel_lock
 from renderer.divergence import diverge
 from renderer.extent import cached_polar_extent, polar_extent_gains_batched
-from renderer.jax_setup import stored_jit
 from renderer.point_source import PointSourcePanner, cached_point_source, point_source_gains
 from renderer.screen import screen_edge_lock, screen_scale
 from renderer.zones import allocentric_excluded, apply_zone_exclusion, excluded_speakers
@@ -74,7 +74,7 @@ def _polar_to_cartesian(azimuth, elevation, distance):
         [-jnp.sin(az) * jnp.cos(el), jnp.cos(az) * jnp.cos(el), jnp.sin(el)], axis=-1)
 
 
-@stored_jit
+@jax.jit
 def _polar_block_gains(point_source, coords, scale):
     """Gains of polar blocks: coords (B, 3) azimuth, elevation (degrees), distance; scale (B,)
     linear gain applied after panning. Returns (B, n_speakers), non-LFE speakers."""
@@ -87,7 +87,7 @@ def _polar_block_gains(point_source, coords, scale):
     return gains * scale[:, None]
 
 
-@stored_jit
+@jax.jit
 def _cartesian_block_gains(allocentric, coords, scale):
     """Gains of cartesian blocks: coords (B, 3) X, Y, Z (clipped to the unit cube, as
     BS.2127 does); scale (B,). Returns (B, n_speakers), non-LFE speakers."""
