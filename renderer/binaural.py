@@ -13,7 +13,7 @@ clause 10; the full object pipeline, clause 7) and adding HRTF filtering. Three 
    the BS.2127 clause 10 point conversion (``RC_L`` at (-1, 1, 0) plays at azimuth 30). The
    gain is the block gain times the audioObject gain (0 when muted). Direction and gain form a
    four-column gain function (x, y, z, g) with the speaker renderer's block timing (jumps and
-   interpolation ramps), sampled once per processing hop; the direction is renormalised.
+   interpolation ramps); the direction is renormalised.
 2. **Virtual-loudspeaker path** for everything else (extent, diffuse, divergence, HOA, Matrix):
    the full BS.2127 render to the 22 non-LFE loudspeakers of ``9+10+3`` (including diffuse
    decorrelation), each loudspeaker signal filtered with the HRTF of its direction. For
@@ -40,7 +40,14 @@ and the new filters and crossfaded linearly, so moving sources do not click. Onl
 whose direction changed get a new filter, and a source that is silent points at the direction
 of its next block, so its filter is ready when it starts. The convolution runs with numpy and
 scipy's threaded FFTs on a CPU host, and with the same operations in JAX on an accelerator
-(:meth:`BinauralSetup.stage`'s ``backend``); memory does not grow with the file's length.
+(:meth:`BinauralSetup.stage`'s ``backend``).
+
+Memory does not grow with the file's length or its number of blocks: the per-track sources'
+gain functions are taken from a :class:`renderer.segment_store.SegmentSource` as the render
+reaches them and dropped when they end (:class:`BinauralBuilder` routes Objects items one
+audioChannelFormat at a time, so their gain functions can be spooled to a temporary file and
+the virtual path planned in batches), and a silence is a zero-gain hold pointing at the next
+block, so no lookahead is needed for a silent source to point there.
 
 Head orientation (static): ``yaw`` positive turns the head to the left (anticlockwise seen from
 above, like azimuth), ``pitch`` positive raises the nose, ``roll`` positive lowers the right
@@ -55,6 +62,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,13 +82,15 @@ from renderer.engine import Mixer
 from renderer.objects import needs_full_pipeline
 from renderer.plan import GainPlan, build_gain_plan
 from renderer.screen import point_cart_to_polar
-from renderer.timing import Segments, block_timings, segments_for_track
+from renderer.segment_store import SegmentSource
+from renderer.timing import SEGMENT_FIELDS, Segments, block_timings, segments_for_track
 
 if TYPE_CHECKING:
     from renderer.hrtf import HrtfModel, HrtfSet
 
 __all__ = [
     "VIRTUAL_LAYOUT_NAME",
+    "BinauralBuilder",
     "BinauralSetup",
     "BinauralStage",
     "HeadOrientation",
@@ -348,7 +358,11 @@ class BinauralSetup:
     :class:`renderer.engine.Mixer` of width ``2 * n_outputs`` if ``plan.diffuse`` else
     ``n_outputs``, and pass its output to :meth:`BinauralStage.process`). ``point_tracks``
     (P,): input track of each per-track HRTF source; ``point_segments``: their gain functions
-    with 4 columns (x, y, z, gain), ``track`` = source index. ``lfe_tracks``: input tracks
+    with 4 columns (x, y, z, gain), ``track`` = source index, as one set in memory or as a
+    :class:`renderer.segment_store.SegmentSource` (spooled runs; it can be swept by one
+    stage only). Each source's segments cover it from sample 0 to its end: its silences are
+    zero-gain holds pointing at its next block (:class:`BinauralBuilder` makes them so).
+    ``lfe_tracks``: input tracks
     added to both ears with ``lfe_gain`` (linear). ``virtual_directions`` (V, 3): world
     directions of the virtual loudspeakers. ``rotation`` (3, 3): head -> world.
     """
@@ -359,7 +373,7 @@ class BinauralSetup:
     sample_rate: int
     n_tracks: int
     point_tracks: np.ndarray
-    point_segments: Segments
+    point_segments: Segments | SegmentSource
     lfe_tracks: tuple[int, ...]
     lfe_gain: float
     virtual_layout: Layout
@@ -367,6 +381,7 @@ class BinauralSetup:
     rotation: np.ndarray
     uses_virtual: bool = True
     _bank: Any = field(default=None, repr=False, compare=False)
+    _swept: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def mixer_width(self) -> int:
@@ -377,6 +392,17 @@ class BinauralSetup:
         """A fresh streaming stage for one pass over the audio. ``backend``: "numpy" (host
         FFTs) or "jax" (for accelerators); default: numpy on a CPU, JAX otherwise."""
         return BinauralStage(self, backend)
+
+    def point_source(self) -> SegmentSource:
+        """A source of :attr:`point_segments` for one sweep forward in time: a fresh one over
+        a set in memory; the spooled source itself, once."""
+        if isinstance(self.point_segments, Segments):
+            return SegmentSource.of(self.point_segments)
+        if self._swept:
+            raise ValueError("binaural setup: its spooled point-source segments have been "
+                             "swept already; make a new setup for another pass")
+        self._swept.append(True)
+        return self.point_segments
 
 
 def _load_model(hrtf, sample_rate: int):
@@ -406,6 +432,110 @@ def _load_model(hrtf, sample_rate: int):
     return model
 
 
+def _point_segments(item, index: int, sample_rate: int, where: str) -> Segments:
+    """Gain function (x, y, z, g) of one per-track source (``track`` = ``index``): its blocks'
+    directions and gains with BS.2127 block timing, plus zero-gain holds over the samples
+    before its first segment and between segments that point at the next segment's direction
+    (a silent source's filter is ready when it starts, whatever the length of the silence)."""
+    blocks = item.channel_format.blocks
+    values = np.zeros((len(blocks), 4), np.float32)
+    values[:, :3] = _block_directions(blocks)
+    values[:, 3] = [b.gain * _scale(item) for b in blocks]
+    timing = block_timings(blocks, sample_rate, item.context.object_start,
+                           item.context.object_duration,
+                           interpolate=isinstance(item, ObjectRenderItem),
+                           where=f"{where}audioChannelFormat {item.channel_format.id}: ")
+    seg = segments_for_track(index, timing, values)
+    order = np.argsort(seg.first, kind="stable")
+    first = seg.first[order]
+    before = np.concatenate([[0], seg.last[order][:-1]])  # end of the previous segment
+    gap = np.flatnonzero(first > before)
+    if not len(gap):
+        return seg
+    direction = seg.gains_to[order[gap]].copy()
+    direction[:, 3] = 0.0
+    holds = Segments(track=np.full(len(gap), index, np.int32), first=before[gap],
+                     last=first[gap], ramp_start=np.zeros(len(gap)),
+                     ramp_step=np.zeros(len(gap)), gains_from=direction, gains_to=direction)
+    return Segments.concatenate([seg, holds], 4)
+
+
+class BinauralBuilder:
+    """Routes render items to the three paths of a binaural render (see the module doc), all
+    at once or in batches (Objects items read one audioChannelFormat at a time), and makes
+    the :class:`BinauralSetup`.
+
+    Arguments as :func:`configure_binaural`. :meth:`add` routes a batch: per-track sources
+    get the next indices (in the order they are added) and their gain functions are returned,
+    to be kept or spooled; the items of the virtual path are returned (Objects widened by
+    :func:`binaural_extent`) for :func:`renderer.plan.build_gain_plan` on :attr:`layout`.
+    :meth:`setup` makes the setup from the virtual path's plan and the sources' gain
+    functions.
+    """
+
+    def __init__(self, sample_rate: int, n_tracks: int, *,
+                 hrtf: HrtfSet | HrtfModel | str | os.PathLike | None = None,
+                 orientation: HeadOrientation = HeadOrientation(),
+                 lfe_gain_db: float = 0.0, source: str = "") -> None:
+        self.sample_rate, self.n_tracks, self.source = sample_rate, n_tracks, source
+        self.model = _load_model(hrtf, sample_rate)
+        self.rotation = orientation.matrix()
+        self.lfe_gain = 10.0 ** (lfe_gain_db / 20.0)
+        self.layout: Layout = get_layout(VIRTUAL_LAYOUT_NAME).without_lfe
+        """The virtual path's loudspeakers (``9+10+3`` without its LFE channels)."""
+        self.point_tracks: list[int] = []
+        self.lfe_tracks: list[int] = []
+        self.notes: list[str] = []
+        self.uses_virtual = False
+
+    def add(self, items: Sequence) -> tuple[Segments, list]:
+        """Route ``items``: (gain functions of their per-track sources, 4 columns x, y, z,
+        gain, ``track`` = source index; the items for the virtual path)."""
+        where = f"{self.source}: " if self.source else ""
+        parts, virtual = [], []
+        for item in items:
+            point = False
+            if isinstance(item, ObjectRenderItem):
+                point = item.track_mix is None and _is_point_object(item)
+                if not point:
+                    virtual.append(_widened(item))
+            elif isinstance(item, DirectSpeakersRenderItem):
+                if _is_lfe(item):
+                    if item.track_mix is not None:
+                        self.notes.append(f"{where}audioChannelFormat {item.channel_format.id}"
+                                          ": LFE fed by a Matrix mix is not rendered "
+                                          "binaurally")
+                    elif item.track_index is not None and _scale(item) != 0.0:
+                        self.lfe_tracks.append(item.track_index)
+                elif item.track_mix is None:
+                    point = True
+                else:
+                    virtual.append(item)
+            elif isinstance(item, HoaRenderItem):
+                virtual.append(item)
+            if point and item.track_index is not None:
+                parts.append(_point_segments(item, len(self.point_tracks), self.sample_rate,
+                                             where))
+                self.point_tracks.append(item.track_index)
+        self.uses_virtual = self.uses_virtual or bool(virtual)
+        return Segments.concatenate(parts, 4), virtual
+
+    def setup(self, plan: GainPlan, point_segments: Segments | SegmentSource) -> BinauralSetup:
+        """The setup of everything added: ``plan`` of the virtual path on :attr:`layout`;
+        ``point_segments``: the gain functions :meth:`add` returned, as one set or as a
+        source of the runs they were spooled to."""
+        layout = self.layout
+        directions = _unit_vector(np.array([s.azimuth for s in layout.speakers]),
+                                  np.array([s.elevation for s in layout.speakers]))
+        return BinauralSetup(
+            plan=plan, warnings=tuple(self.notes) + plan.warnings,
+            model=self.model, sample_rate=self.sample_rate, n_tracks=self.n_tracks,
+            point_tracks=np.array(self.point_tracks, np.int64), point_segments=point_segments,
+            lfe_tracks=tuple(self.lfe_tracks), lfe_gain=self.lfe_gain, virtual_layout=layout,
+            virtual_directions=directions, rotation=self.rotation,
+            uses_virtual=self.uses_virtual, _bank=_FilterBank(self.model))
+
+
 def configure_binaural(
     items: Sequence,
     sample_rate: int,
@@ -417,70 +547,78 @@ def configure_binaural(
     source: str = "",
 ) -> BinauralSetup:
     """Configure a binaural render of ``items`` (from :func:`adm.items.select_items`) at
-    ``sample_rate`` Hz from ``n_tracks`` input tracks.
+    ``sample_rate`` Hz from ``n_tracks`` input tracks, all blocks at once (see
+    :class:`BinauralBuilder` for items given in batches).
 
     ``hrtf``: an :class:`renderer.hrtf.HrtfSet`, a SOFA file path, a prepared ``HrtfModel``
     at ``sample_rate``, or None for :func:`renderer.hrtf.default_hrtf`. ``orientation``: the
     static head orientation. ``lfe_gain_db``: gain of LFE channels to each ear (dB).
     """
-    where = f"{source}: " if source else ""
-    model = _load_model(hrtf, sample_rate)
-    rotation = orientation.matrix()
-    point_items, virtual_items, lfe_tracks, notes = [], [], [], []
-    for item in items:
-        if isinstance(item, ObjectRenderItem):
-            if item.track_mix is None and _is_point_object(item):
-                point_items.append(item)
-            else:
-                virtual_items.append(item)
-        elif isinstance(item, DirectSpeakersRenderItem):
-            if _is_lfe(item):
-                if item.track_mix is not None:
-                    notes.append(f"{where}audioChannelFormat {item.channel_format.id}: LFE "
-                                 "fed by a Matrix mix is not rendered binaurally")
-                elif item.track_index is not None and _scale(item) != 0.0:
-                    lfe_tracks.append(item.track_index)
-            elif item.track_mix is None:
-                point_items.append(item)
-            else:
-                virtual_items.append(item)
-        elif isinstance(item, HoaRenderItem):
-            virtual_items.append(item)
-
-    parts, tracks = [], []
-    for item in point_items:
-        if item.track_index is None:
-            continue
-        blocks = item.channel_format.blocks
-        is_object = isinstance(item, ObjectRenderItem)
-        values = np.zeros((len(blocks), 4), np.float32)
-        values[:, :3] = _block_directions(blocks)
-        values[:, 3] = [b.gain * _scale(item) for b in blocks]
-        timing = block_timings(blocks, sample_rate, item.context.object_start,
-                               item.context.object_duration, interpolate=is_object,
-                               where=f"{where}audioChannelFormat {item.channel_format.id}: ")
-        parts.append(segments_for_track(len(tracks), timing, values))
-        tracks.append(item.track_index)
-    layout = get_layout(VIRTUAL_LAYOUT_NAME).without_lfe
-    virtual_items = [_widened(item) if isinstance(item, ObjectRenderItem) else item
-                     for item in virtual_items]
-    plan = build_gain_plan(virtual_items, layout, sample_rate, source=source,
+    builder = BinauralBuilder(sample_rate, n_tracks, hrtf=hrtf, orientation=orientation,
+                              lfe_gain_db=lfe_gain_db, source=source)
+    points, virtual = builder.add(items)
+    plan = build_gain_plan(virtual, builder.layout, sample_rate, source=source,
                            n_tracks=n_tracks)
-    directions = _unit_vector(np.array([s.azimuth for s in layout.speakers]),
-                              np.array([s.elevation for s in layout.speakers]))
-    return BinauralSetup(
-        plan=plan, warnings=tuple(notes) + plan.warnings, model=model,
-        sample_rate=sample_rate, n_tracks=n_tracks,
-        point_tracks=np.array(tracks, np.int64),
-        point_segments=Segments.concatenate(parts, 4),
-        lfe_tracks=tuple(lfe_tracks), lfe_gain=10.0 ** (lfe_gain_db / 20.0),
-        virtual_layout=layout, virtual_directions=directions, rotation=rotation,
-        uses_virtual=bool(virtual_items), _bank=_FilterBank(model))
+    return builder.setup(plan, points)
 
 
 # ------------------------------------------------------------------------------------------
 # Streaming stage
 # ------------------------------------------------------------------------------------------
+
+
+class _PointWindow:
+    """The per-track sources' segments around the stage's position in the file, taken from a
+    :class:`renderer.segment_store.SegmentSource` as the render goes forward in time and
+    dropped when they end, so that only the segments playing are held; with their lookup
+    arrays (sorted by source, then time) and gain breakpoints (:func:`_gain_breakpoints`).
+    The gains of a sample depend only on the segment covering it, so breakpoints of these
+    segments give the same values as those of the whole file."""
+
+    def __init__(self, source: SegmentSource) -> None:
+        self.source = source
+        self.segments = Segments.concatenate([], 4)
+        self.taken = 0  # the segments starting before this sample have been taken
+        self.floor = 0  # the sample of the last direction lookup (later ones are not before)
+        self._lookup: SimpleNamespace | None = None
+
+    def take(self, end: int) -> None:
+        """Take the segments that start before sample ``end``."""
+        if end <= self.taken:
+            return
+        self.taken = end
+        new = self.source.take(end)
+        if len(new.first):
+            self.segments = Segments.concatenate([self.segments, new], 4) \
+                if len(self.segments.first) else new
+            self._lookup = None
+
+    def drop(self, before: int) -> None:
+        """Forget the segments that end at or before sample ``before``."""
+        keep = self.segments.last > before
+        if not keep.all():
+            self.segments = Segments(*(getattr(self.segments, f)[keep]
+                                       for f in SEGMENT_FIELDS))
+            self._lookup = None
+
+    def lookup(self) -> SimpleNamespace:
+        """Arrays of the segments held: ``seg_*`` sorted by source then first sample,
+        ``seg_key`` = source * _KEY + first; gain breakpoints ``keys``/``values`` and the
+        ``value_run`` number of each value (equal neighbours share it)."""
+        if self._lookup is None:
+            seg = self.segments
+            order = np.lexsort((seg.first, seg.track))
+            track, first = seg.track[order], seg.first[order]
+            keys, values = _gain_breakpoints(seg, 0)
+            self._lookup = SimpleNamespace(
+                seg_track=track, seg_first=first, seg_last=seg.last[order],
+                seg_key=track * _KEY + first, seg_p0=seg.ramp_start[order],
+                seg_step=seg.ramp_step[order],
+                seg_from=seg.gains_from[order, :3].astype(np.float64),
+                seg_direction=seg.gains_to[order, :3].astype(np.float64),
+                keys=keys, values=values,
+                value_run=np.concatenate([[0], np.cumsum(np.diff(values) != 0)]))
+        return self._lookup
 
 
 class BinauralStage:
@@ -492,7 +630,9 @@ class BinauralStage:
     the whole output has exactly the input's length and is aligned with it.
 
     Rows of the convolution: the P per-track sources (their gains applied sample by sample),
-    the V virtual loudspeakers, then one LFE row (a flat filter of the LFE gain).
+    the V virtual loudspeakers, then one LFE row (a flat filter of the LFE gain). The sources'
+    segments are taken from :meth:`BinauralSetup.point_source` as the input reaches them and
+    dropped when they end (:class:`_PointWindow`): only the segments playing are held.
     """
 
     n_outputs = 2
@@ -530,17 +670,7 @@ class BinauralStage:
         self.triangle = np.zeros(self.n_point, np.int64)
         self.direction = np.zeros((self.n_point, 3))
         if self.n_point:
-            self.keys, self.values = _gain_breakpoints(setup.point_segments, self.n_point)
-            # run number of each breakpoint's value (equal neighbours share it)
-            self.value_run = np.concatenate([[0], np.cumsum(np.diff(self.values) != 0)])
-            seg = setup.point_segments  # sorted by source, then time
-            order = np.lexsort((seg.first, seg.track))
-            self.seg_track, self.seg_first = seg.track[order], seg.first[order]
-            self.seg_last = seg.last[order]
-            self.seg_key = self.seg_track * _KEY + self.seg_first
-            self.seg_p0, self.seg_step = seg.ramp_start[order], seg.ramp_step[order]
-            self.seg_from = seg.gains_from[order, :3].astype(np.float64)
-            self.seg_direction = seg.gains_to[order, :3].astype(np.float64)
+            self.points = _PointWindow(setup.point_source())
             self.direction = self._directions(np.zeros(self.n_point, np.int64))
             self.triangle = bank.find_triangles(self.direction)
             filters[:self.n_point], self.triangle = bank.filters(self.direction,
@@ -555,53 +685,74 @@ class BinauralStage:
         # (B, rows, 2)
 
     def _directions(self, samples: np.ndarray) -> np.ndarray:
-        """(P, 3) unit directions (head coordinates) of the sources at ``samples`` (P,): the
-        (x, y, z) columns of each source's segment covering that sample, interpolated as the
-        gains are; a silent source points at its next block's direction (its filter is ready
-        when it starts)."""
+        """(P, 3) unit directions (head coordinates) of the sources at ``samples`` (P,), which
+        never go back in time from one call to the next: the (x, y, z) columns of each
+        source's segment covering that sample, interpolated as the gains are; a source between
+        blocks points at its next block's direction (the zero-gain holds of its silences), so
+        its filter is ready when it starts; after its end, and where the interpolated vector
+        vanishes without a next segment, it points to the front."""
+        window = self.points
+        window.take(int(samples.max()) + 1)
+        window.floor = int(samples.min())
         sources = np.arange(self.n_point)
         query = sources * _KEY + samples
-        at = np.searchsorted(self.seg_key, query, side="right") - 1  # segment starting before
-        valid = at >= 0
-        at = np.maximum(at, 0)
-        inside = valid & (self.seg_track[at] == sources) & (self.seg_last[at] > samples)
-        p = self.seg_p0[at] + (samples - self.seg_first[at]) * self.seg_step[at]
-        vec = self.seg_from[at] + p[:, None] * (self.seg_direction[at] - self.seg_from[at])
-        silent = ~inside | (np.linalg.norm(vec, axis=-1) < 1e-9)
+        front = np.array([0.0, 1.0, 0.0])
+        while True:
+            w = window.lookup()
+            if not len(w.seg_key):
+                return np.tile(front, (self.n_point, 1)) @ self.setup.rotation
+            at = np.searchsorted(w.seg_key, query, side="right") - 1  # segment starting before
+            valid = at >= 0
+            at = np.maximum(at, 0)
+            inside = valid & (w.seg_track[at] == sources) & (w.seg_last[at] > samples)
+            p = w.seg_p0[at] + (samples - w.seg_first[at]) * w.seg_step[at]
+            vec = w.seg_from[at] + p[:, None] * (w.seg_direction[at] - w.seg_from[at])
+            silent = ~inside | (np.linalg.norm(vec, axis=-1) < 1e-9)
+            # a vector vanishing inside a segment (a ramp through the origin) points at the
+            # next segment, which starts where this one ends: have it taken
+            ahead = silent & inside
+            if not ahead.any() or int(w.seg_last[at[ahead]].max()) < window.taken:
+                break
+            window.take(int(w.seg_last[at[ahead]].max()) + 1)
         if silent.any():  # the next segment of the source, if any
-            nxt = np.minimum(at + valid, len(self.seg_key) - 1)
-            same = self.seg_track[nxt] == sources
-            vec[silent] = np.where(same[silent, None], self.seg_direction[nxt[silent]],
-                                   [0.0, 1.0, 0.0])
+            nxt = np.minimum(at + valid, len(w.seg_key) - 1)
+            same = w.seg_track[nxt] == sources
+            vec[silent] = np.where(same[silent, None], w.seg_direction[nxt[silent]], front)
         norm = np.linalg.norm(vec, axis=-1)
-        vec = np.where(norm[:, None] > 1e-9, vec / np.maximum(norm, 1e-12)[:, None],
-                       [0.0, 1.0, 0.0])
+        vec = np.where(norm[:, None] > 1e-9, vec / np.maximum(norm, 1e-12)[:, None], front)
         return vec @ self.setup.rotation
 
     def _sources(self, tracks: np.ndarray, first: int) -> np.ndarray:
-        """(n, rows) source signals of input frames [first, first + n): point tracks times
-        their gains (sample-accurate, BS.2127 block timing), zeros for the virtual rows, LFE."""
+        """(n, rows) source signals of input frames [first, first + n) (consecutive calls go
+        forward in time): point tracks times their gains (sample-accurate, BS.2127 block
+        timing), zeros for the virtual rows, LFE."""
         n = len(tracks)
         out = np.zeros((n, self.n_rows), np.float32)
         if self.n_point:
+            window = self.points
+            window.take(first + n)
+            window.drop(min(first, window.floor))
+            w = window.lookup()
+        if self.n_point and len(w.keys):
+            keys, values = w.keys, w.values
             samples = np.arange(first, first + n, dtype=np.float64)
             base = np.arange(self.n_point, dtype=np.float64) * _KEY
             # the breakpoints around the frames: the last one at or before the first frame
             # to the first one at or after the last frame
-            lo = np.maximum(np.searchsorted(self.keys, base + first, side="right") - 1, 0)
-            hi = np.searchsorted(self.keys, base + first + n - 1, side="left")
-            hi = np.minimum(hi, len(self.keys) - 1)
+            lo = np.maximum(np.searchsorted(keys, base + first, side="right") - 1, 0)
+            hi = np.searchsorted(keys, base + first + n - 1, side="left")
+            hi = np.minimum(hi, len(keys) - 1)
             # constant over these frames: covered by this source's breakpoints, all of one
             # value (one run of equal values from lo to hi)
-            covered = ((self.keys[lo] >= base) & (self.keys[lo] <= base + first)
-                       & (self.keys[hi] >= base + first + n - 1) & (self.keys[hi] < base + _KEY))
-            constant = covered & (self.value_run[lo] == self.value_run[hi])
-            gains = np.where(constant, self.values[lo], 0.0).astype(np.float32)
+            covered = ((keys[lo] >= base) & (keys[lo] <= base + first)
+                       & (keys[hi] >= base + first + n - 1) & (keys[hi] < base + _KEY))
+            constant = covered & (w.value_run[lo] == w.value_run[hi])
+            gains = np.where(constant, values[lo], 0.0).astype(np.float32)
             varying = np.flatnonzero(~constant)
             point = np.take(tracks, self.setup.point_tracks, axis=1)
             np.multiply(point, gains, out=out[:, :self.n_point])
             for p in varying:
-                kp, vp = self.keys[lo[p]:hi[p] + 1], self.values[lo[p]:hi[p] + 1]
+                kp, vp = keys[lo[p]:hi[p] + 1], values[lo[p]:hi[p] + 1]
                 out[:, p] = point[:, p] * np.interp(base[p] + samples, kp, vp, left=0.0,
                                                     right=0.0).astype(np.float32)
         if self.lfe_row is not None:

@@ -277,6 +277,8 @@ class _Output:
     column: int | None = 0  # first column of this output's plan in the shared mix (None:
     #                         its plan is silent and is not mixed)
     measure_of: int | None = None  # dialogue measurement: index of the output it belongs to
+    binaural: Any = None  # a binaural output's renderer.binaural.BinauralBuilder
+    point_runs: list = field(default_factory=list)  # its point sources' runs of segments
 
     @property
     def width(self) -> int:
@@ -377,10 +379,9 @@ def render_outputs(
 
     with Bw64Reader(input_path) as reader, SegmentSpool() as spool:
         source = str(input_path)
-        # Loudspeaker outputs read the Objects blocks one channel at a time, straight into
-        # their plans (memory: the plans, not the document); binaural outputs need them all.
-        streamed = not any(is_binaural(o.layout) for o in outputs)
-        for attempt in (streamed, False):
+        # The Objects blocks are read one channel at a time, straight into the outputs' plans
+        # and binaural point sources (memory: the plans, not the document).
+        for attempt in (True, False):
             doc = read_adm(reader, strict=strict, defer_objects=attempt)
             doc, timing_notes = check_block_timing(doc, fix=fix_block_timing)
             all_items = select_items(doc, programme_id=programme_id,
@@ -411,14 +412,25 @@ def render_outputs(
 
         def configure(request: OutputRequest, items, measure_of: int | None) -> _Output:
             objects: set[int] = set()  # positions of the Objects items planned channel by channel
+            if streamed:  # their Objects items are routed and planned channel by channel below
+                objects = {position[id(i)] for i in items if isinstance(i, ObjectRenderItem)}
+                items = [i for i in items if not isinstance(i, ObjectRenderItem)]
+            binaural, point_runs = None, []
             if is_binaural(request.layout):
-                from renderer.binaural import HeadOrientation, configure_binaural
+                from renderer.binaural import BinauralBuilder, HeadOrientation
 
-                setup = configure_binaural(
-                    items, sr, n_file_tracks, hrtf=hrtf,
+                binaural = BinauralBuilder(
+                    sr, n_file_tracks, hrtf=hrtf,
                     orientation=head_orientation or HeadOrientation(), source=source)
-                plan, stage, layout, upmix = setup.plan, setup.stage(), BINAURAL_LAYOUT, None
-                notes = list(setup.warnings)
+                points, virtual = binaural.add(items)
+                plan = build_gain_plan(virtual, binaural.layout, sr, source=source,
+                                       n_tracks=n_file_tracks)
+                layout, upmix, stage = BINAURAL_LAYOUT, None, None
+                notes = list(binaural.notes) + list(plan.warnings)
+                if streamed:
+                    point_runs.append(MemoryRun(points))
+                else:
+                    stage = binaural.setup(plan, points).stage()
             else:
                 layout = (get_layout(request.layout) if isinstance(request.layout, str)
                           else request.layout)
@@ -426,9 +438,6 @@ def render_outputs(
                 if room is not None:
                     layout, upmix, notes = apply_real_layout(layout, room)
                     upmix = upmix.T.astype(np.float32)  # (n_layout, n_file)
-                if streamed:  # their Objects items are planned channel by channel below
-                    objects = {position[id(i)] for i in items if isinstance(i, ObjectRenderItem)}
-                    items = [i for i in items if not isinstance(i, ObjectRenderItem)]
                 plan = build_gain_plan(items, layout, sr, source=source, screen=screen,
                                        n_tracks=n_file_tracks)
                 stage = None if streamed else _SpeakerStage(plan, layout)
@@ -441,7 +450,8 @@ def render_outputs(
             if upmix is not None:
                 report.channel_names = tuple(f"channel {i}" for i in range(n_out))
             return _Output(request, layout, plan, stage, report, upmix=upmix,
-                           object_items=objects, measure_of=measure_of)
+                           object_items=objects, measure_of=measure_of, binaural=binaural,
+                           point_runs=point_runs)
 
         if stems_of is not None:
             contents = programme_contents(doc, programme_id)
@@ -465,8 +475,9 @@ def render_outputs(
                                                    name=f"{request.name} dialogue"),
                                            dialogue_items, index))
         # Runs of segments for the mixer: the plans made now in memory; with streamed Objects
-        # metadata, each batch of channels' plans spooled to a temporary file, read back as
-        # the mix reaches them (memory does not grow with the number of blocks).
+        # metadata, each batch of channels' plans (and binaural point sources' gain functions)
+        # spooled to a temporary file, read back as the mix (the binaural stage) reaches them
+        # (memory does not grow with the number of blocks).
         runs: list[tuple[Any, list[tuple[int, int, int]]]] = [
             (MemoryRun(seg), places) for seg, places in _side_by_side(
                 [(k, out.plan.segments) for k, out in enumerate(built)])]
@@ -481,13 +492,21 @@ def render_outputs(
                 nonlocal n_waiting
                 pieces = []
                 for k, out in enumerate(built):
-                    if waiting[k]:
-                        part = build_gain_plan(waiting[k], out.layout, sr, source=source,
-                                               screen=screen, n_tracks=n_file_tracks)
-                        waiting[k] = []
-                        out.plan = replace(out.plan, diffuse=out.plan.diffuse or part.diffuse,
-                                           warnings=tuple(dict.fromkeys(
-                                               out.plan.warnings + part.warnings)))
+                    if not waiting[k]:
+                        continue
+                    batch, waiting[k] = waiting[k], []
+                    layout, options = out.layout, {"screen": screen}
+                    if out.binaural is not None:  # point sources spooled, the rest planned
+                        points, batch = out.binaural.add(batch)
+                        if len(points.first):
+                            out.point_runs.append(spool.add(points))
+                        layout, options = out.binaural.layout, {}  # default screen
+                    if batch:
+                        part = build_gain_plan(batch, layout, sr, source=source,
+                                               n_tracks=n_file_tracks, **options)
+                        out.plan = replace(
+                            out.plan, diffuse=out.plan.diffuse or part.diffuse,
+                            warnings=tuple(dict.fromkeys(out.plan.warnings + part.warnings)))
                         pieces.append((k, part.segments))
                 for seg, places in _side_by_side(pieces):
                     runs.append((spool.add(seg), places))
@@ -508,7 +527,12 @@ def render_outputs(
                 n = out.plan.n_outputs
                 out.plan = replace(out.plan, segments=Segments.concatenate(
                     [], 2 * n if out.plan.diffuse else n))
-                out.stage = _SpeakerStage(out.plan, out.layout)
+                if out.binaural is not None:
+                    points = SegmentSource([(run, [(0, 0, 4)]) for run in out.point_runs], 4)
+                    out.stage = out.binaural.setup(out.plan, points).stage()
+                    out.point_runs = []
+                else:
+                    out.stage = _SpeakerStage(out.plan, out.layout)
                 out.report.warnings.extend(fresh_warnings(out.plan.warnings))
         if built:
             built[0].report.warnings[:0] = common_notes
