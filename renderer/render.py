@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Collection, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,8 +35,9 @@ from renderer.engine import Mixer
 from renderer.jax_setup import configure_jax
 from renderer.matrix import TrackDelayer
 from renderer.plan import OBJECT_GROUP_BLOCKS, GainPlan, build_gain_plan
-from renderer.segment_store import MemoryRun, SegmentSource, SegmentSpool
+from renderer.segment_store import MemoryRun, SegmentSource, SegmentSpool, SpooledRun
 from renderer.timing import Segments
+from renderer.workers import can_fork, fork_call
 
 BINAURAL = "binaural"
 """Layout name of the two-channel headphone render (:mod:`renderer.binaural`)."""
@@ -111,19 +113,23 @@ def read_adm(reader: Bw64Reader, strict: bool = False,
 
 def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
                            strict: bool = False, fix_block_timing: bool = False,
-                           importance_threshold: int | None = None):
+                           importance_threshold: int | None = None,
+                           channel_ids: Collection[str] | None = None):
     """The Objects render items of a document read with ``defer_objects``, with their blocks,
     one audioChannelFormat at a time: yields ``(indices, filled items, timing notes)`` where
     ``indices`` are the positions in ``items`` of the items that play that channel. The
     blocks are read again from the file (:func:`adm.xml.iter_channel_formats`), checked (and
     with ``fix_block_timing`` repaired) as :func:`adm.timing_fixes.check_block_timing` does,
-    and muted by importance; each channel's blocks can be dropped once its items are used."""
+    and muted by importance; each channel's blocks can be dropped once its items are used.
+    ``channel_ids``: read only these audioChannelFormats (default: every one played)."""
     from adm.xml import iter_channel_formats
 
     by_channel: dict[str, list[int]] = {}
     for index, item in enumerate(items):
         if isinstance(item, ObjectRenderItem):
             by_channel.setdefault(item.channel_format.id, []).append(index)
+    if channel_ids is not None:
+        by_channel = {cid: found for cid, found in by_channel.items() if cid in channel_ids}
     if not by_channel:
         return
     # the timing checks of a channel look at the audioObjects with a duration that play it
@@ -326,6 +332,30 @@ def _side_by_side(pieces: Sequence[tuple[int, Segments]]
     return runs
 
 
+SPLIT_PLANNING_MIN_BYTES = 4 << 20
+"""axml size from which the Objects channels are read and planned by two processes."""
+
+
+def _split_planning(reader: Bw64Reader, outputs: Sequence[OutputRequest]) -> bool:
+    """Whether to share the reading and planning of the Objects channels with a forked
+    process: a large axml, loudspeaker outputs only, another core, JAX not started yet in
+    this process (its threads do not survive a fork), and not turned off with the
+    environment variable ``DUBSTAGE_WORKERS=1``."""
+    region = reader.axml_region()
+    if region is None or region.size < SPLIT_PLANNING_MIN_BYTES:
+        return False
+    if os.environ.get("DUBSTAGE_WORKERS", "").strip() == "1":
+        return False
+    if any(is_binaural(o.layout) for o in outputs) or not can_fork():
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return not xla_bridge._backends
+    except (ImportError, AttributeError):  # cannot tell: do not fork
+        return False
+
+
 def render_outputs(
     input_path: str | os.PathLike,
     outputs: Sequence[OutputRequest],
@@ -377,7 +407,7 @@ def render_outputs(
     room = load_speakers_file(speakers_file) if speakers_file is not None else None
     screen: Screen | None = DEFAULT_SCREEN if room is None else room.screen
 
-    with Bw64Reader(input_path) as reader, SegmentSpool() as spool:
+    with Bw64Reader(input_path) as reader, SegmentSpool() as spool, ExitStack() as spools:
         source = str(input_path)
         # The Objects blocks are read one channel at a time, straight into the outputs' plans
         # and binaural point sources (memory: the plans, not the document).
@@ -401,7 +431,6 @@ def render_outputs(
         common_notes = [f"{input_path}: {note}" for note in timing_notes]
         sr, n_file_tracks = reader.sample_rate, reader.channels
 
-        built: list[_Output] = []
         seen_warnings: set[str] = set()
 
         def fresh_warnings(notes) -> list[str]:
@@ -461,29 +490,34 @@ def render_outputs(
                 for r in outputs if r.content_ids is None and r.path is not None
                 for c in contents]
             _check_output_paths(input_path, outputs)
-        for request in outputs:
-            items = all_items
-            if request.content_ids is not None:
-                wanted = content_object_ids(doc, request.content_ids, source)
-                items = _items_of_contents(all_items, {o for ids in wanted.values() for o in ids})
-            built.append(configure(request, items, None))
-        if dialogue_objects:
-            dialogue_items = _items_of_contents(all_items, dialogue_objects)
-            for index, request in enumerate(outputs):
-                if request.content_ids is None:
-                    built.append(configure(replace(request, path=None, content_ids=dialogue_ids,
-                                                   name=f"{request.name} dialogue"),
-                                           dialogue_items, index))
-        # Runs of segments for the mixer: the plans made now in memory; with streamed Objects
-        # metadata, each batch of channels' plans (and binaural point sources' gain functions)
-        # spooled to a temporary file, read back as the mix (the binaural stage) reaches them
-        # (memory does not grow with the number of blocks).
-        runs: list[tuple[Any, list[tuple[int, int, int]]]] = [
-            (MemoryRun(seg), places) for seg, places in _side_by_side(
-                [(k, out.plan.segments) for k, out in enumerate(built)])]
-        for out in built:  # the runs hold the segments now: keep only the plans' shapes
-            out.plan = replace(out.plan, segments=_empty_like(out.plan.segments))
-        if streamed:
+
+        def configure_outputs() -> list[_Output]:
+            """Every output (and dialogue measurement) configured, Objects items aside when
+            streamed (they are planned by :func:`plan_object_channels`)."""
+            built: list[_Output] = []
+            for request in outputs:
+                items = all_items
+                if request.content_ids is not None:
+                    wanted = content_object_ids(doc, request.content_ids, source)
+                    items = _items_of_contents(all_items,
+                                               {o for ids in wanted.values() for o in ids})
+                built.append(configure(request, items, None))
+            if dialogue_objects:
+                dialogue_items = _items_of_contents(all_items, dialogue_objects)
+                for index, request in enumerate(outputs):
+                    if request.content_ids is None:
+                        dialogue = replace(request, path=None, content_ids=dialogue_ids,
+                                           name=f"{request.name} dialogue")
+                        built.append(configure(dialogue, dialogue_items, index))
+            return built
+
+        def plan_object_channels(built: list[_Output], channel_ids: set[str] | None,
+                                 spool: SegmentSpool) -> tuple[list, list[str]]:
+            """Read the Objects channels ``channel_ids`` (None: all) and plan them into the
+            outputs ``built`` in batches spooled to ``spool``: returns the runs (with their
+            placements in output columns) and the blocks' timing notes."""
+            runs: list[tuple[Any, list[tuple[int, int, int]]]] = []
+            timing: list[str] = []
             waiting: dict[int, list] = {k: [] for k in range(len(built))}
             n_waiting = 0
 
@@ -514,8 +548,8 @@ def render_outputs(
 
             for indices, filled, notes in stream_object_channels(
                     reader, doc, all_items, strict=strict, fix_block_timing=fix_block_timing,
-                    importance_threshold=importance_threshold):
-                common_notes += [f"{input_path}: {note}" for note in notes]
+                    importance_threshold=importance_threshold, channel_ids=channel_ids):
+                timing += [f"{input_path}: {note}" for note in notes]
                 for k, out in enumerate(built):
                     waiting[k] += [item for i, item in zip(indices, filled)
                                    if i in out.object_items]
@@ -523,6 +557,49 @@ def render_outputs(
                 if n_waiting >= OBJECT_GROUP_BLOCKS:
                     plan_waiting()
             plan_waiting()
+            return runs, timing
+
+        # A large master's Objects channels are read and planned half here, half by a forked
+        # copy of this process on the other core (loudspeaker outputs; see renderer.workers)
+        worker, own_channels, their_spool = None, None, None
+        if streamed and _split_planning(reader, outputs):
+            played = {i.channel_format.id for i in all_items if isinstance(i, ObjectRenderItem)}
+            order = [c.id for c in doc.channel_formats if c.id in played]
+            own_channels, their_channels = set(order[0::2]), set(order[1::2])
+            their_spool = spools.enter_context(SegmentSpool())
+
+            def their_half():
+                with warnings.catch_warnings():  # the configuration's are issued here already
+                    warnings.simplefilter("ignore")
+                    theirs = configure_outputs()
+                runs, timing = plan_object_channels(theirs, their_channels, their_spool)
+                return ([(run.offset, run.count, run.width, places) for run, places in runs],
+                        timing, [(out.plan.diffuse, out.plan.warnings) for out in theirs])
+
+            worker = fork_call(their_half)
+            spools.callback(worker.cancel)
+        built = configure_outputs()
+        # Runs of segments for the mixer: the plans made now in memory; with streamed Objects
+        # metadata, each batch of channels' plans (and binaural point sources' gain functions)
+        # spooled to a temporary file, read back as the mix (the binaural stage) reaches them
+        # (memory does not grow with the number of blocks).
+        runs: list[tuple[Any, list[tuple[int, int, int]]]] = [
+            (MemoryRun(seg), places) for seg, places in _side_by_side(
+                [(k, out.plan.segments) for k, out in enumerate(built)])]
+        for out in built:  # the runs hold the segments now: keep only the plans' shapes
+            out.plan = replace(out.plan, segments=_empty_like(out.plan.segments))
+        if streamed:
+            own_runs, timing = plan_object_channels(built, own_channels, spool)
+            runs += own_runs
+            common_notes += timing
+            if worker is not None:
+                described, timing, plans = worker.result()
+                runs += [(SpooledRun(their_spool, offset, count, width), places)
+                         for offset, count, width, places in described]
+                common_notes += timing
+                for out, (diffuse, notes) in zip(built, plans, strict=True):
+                    out.plan = replace(out.plan, diffuse=out.plan.diffuse or diffuse,
+                                       warnings=tuple(dict.fromkeys(out.plan.warnings + notes)))
             for out in built:
                 n = out.plan.n_outputs
                 out.plan = replace(out.plan, segments=Segments.concatenate(
@@ -536,7 +613,7 @@ def render_outputs(
                 out.report.warnings.extend(fresh_warnings(out.plan.warnings))
         if built:
             built[0].report.warnings[:0] = common_notes
-        del doc, all_items, items  # the runs hold what the audio pass needs
+        doc = all_items = None  # the runs hold what the audio pass needs
 
         # One mixer over every output's columns; Matrix delays are the same for all plans
         if len({p.plan.delayed_tracks for p in built if p.plan.delayed_tracks}) > 1:

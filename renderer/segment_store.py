@@ -107,7 +107,7 @@ class SpooledRun:
     """A run in a :class:`SegmentSpool`: ``count`` records from byte ``offset``."""
 
     def __init__(self, spool: SegmentSpool, offset: int, count: int, width: int,
-                 chunk: int) -> None:
+                 chunk: int = 1024) -> None:
         self.spool, self.offset, self.count, self.width = spool, offset, count, width
         self._type = _record_type(width)
         self._chunk = max(1, chunk)

@@ -1,0 +1,103 @@
+"""Work done by a forked copy of the process, on another core, while this one goes on.
+
+Reading a master's metadata is mostly Python, so one process uses one core. The render splits
+the reading and planning of the Objects channels between itself and one forked child (see
+:func:`renderer.render.render_outputs`). The child is forked before JAX starts its runtime
+(its threads would not survive a fork); each process then starts its own. The child's return
+value, its warnings and any exception travel back pickled through a pipe.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+_T = TypeVar("_T")
+
+
+def can_fork() -> bool:
+    """Whether this machine can run a child process on another core: a POSIX fork and at
+    least two CPUs available to this process."""
+    if not hasattr(os, "fork") or sys.platform == "darwin":  # fork is unsafe on macOS
+        return False
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return cpus >= 2
+
+
+class ForkedCall(Generic[_T]):
+    """A function running in a forked child; :meth:`result` waits for it."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self._pid, self._fd = pid, fd
+
+    def result(self) -> _T:
+        """The function's return value; its exception re-raised here; its warnings issued
+        here. Raises :class:`RuntimeError` if the child died without an answer."""
+        with os.fdopen(self._fd, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = 0
+        if not data:
+            raise RuntimeError(f"a worker process ended without an answer (status {status})")
+        kind, value, caught = pickle.loads(data)
+        for message, category in caught:
+            warnings.warn(message, category, stacklevel=2)
+        if kind == "error":
+            raise value
+        return value
+
+    def cancel(self) -> None:
+        """Stop the child if it is still running (when the parent gives up)."""
+        if self._pid:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+                os.waitpid(self._pid, 0)
+            except OSError:
+                pass
+            self._pid = 0
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+
+
+def fork_call(function: Callable[[], _T]) -> ForkedCall[_T]:
+    """Start ``function()`` in a forked child process (see :func:`can_fork`).
+
+    The child shares nothing with the parent after the fork except open files; it must not
+    touch the parent's output files. Its result must be picklable.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_fd)
+        return ForkedCall(pid, read_fd)
+    # the child: never returns
+    os.close(read_fd)
+    status = 0
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = function()
+        payload = ("ok", value, [(str(w.message), w.category) for w in caught])
+    except BaseException as exc:  # sent to the parent, which raises it
+        payload = ("error", exc, [])
+        status = 1
+    try:
+        data = pickle.dumps(payload)
+    except Exception as exc:  # an unpicklable result or exception
+        data = pickle.dumps(("error", RuntimeError(f"worker process: {exc}"), []))
+        status = 1
+    try:
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(data)
+    finally:
+        os._exit(status)

@@ -1,0 +1,90 @@
+"""Objects channels read and planned by two processes (renderer.render with renderer.workers):
+the render equals the one-process render, and a problem found by the other process is
+reported as the one-process render reports it. Each render runs in a fresh interpreter (the
+split is only made before JAX starts)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adm.bw64 import Bw64Reader
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin",
+                                reason="needs fork")
+
+_RENDER = """
+import json, sys
+import renderer.render as render
+import renderer.workers as workers
+render.SPLIT_PLANNING_MIN_BYTES = 0
+forks = []
+fork_call = render.fork_call
+def counted(function):
+    forks.append(1)
+    return fork_call(function)
+render.fork_call = counted
+workers.can_fork = render.can_fork = lambda: True
+try:
+    report = render.render_file(sys.argv[1], sys.argv[2], sys.argv[3])
+    print(json.dumps({"forks": len(forks), "warnings": report.warnings}))
+except Exception as exc:
+    print(json.dumps({"forks": len(forks), "error": type(exc).__name__ + ": " + str(exc)}))
+"""
+
+
+def _render(master: Path, out: Path, layout: str, split: bool) -> dict:
+    env = dict(os.environ, DUBSTAGE_WORKERS="" if split else "1")
+    done = subprocess.run([sys.executable, "-c", _RENDER, str(master), str(out), layout],
+                          env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory) -> Path:
+    from renderer.demo import build_scene, write_scene
+
+    path = tmp_path_factory.mktemp("split") / "scene.wav"
+    doc, chna, audio = build_scene(n_objects=9, duration=1.5, seed=3)
+    write_scene(path, doc, chna, audio, 1.5)
+    return path
+
+
+def _read(path: Path) -> np.ndarray:
+    with Bw64Reader(path) as reader:
+        return reader.read()
+
+
+def test_two_processes_render_what_one_does(master, tmp_path):
+    one = _render(master, tmp_path / "one.wav", "5.1.4", split=False)
+    two = _render(master, tmp_path / "two.wav", "5.1.4", split=True)
+    assert (one["forks"], two["forks"]) == (0, 1)
+    a, b = _read(tmp_path / "one.wav"), _read(tmp_path / "two.wav")
+    assert a.shape == b.shape and np.abs(a).max() > 0.01
+    # the same gains, summed in another order: equal to float32 rounding of the 24-bit file
+    assert np.abs(a - b).max() <= 2.0 ** -23
+    assert sorted(one["warnings"]) == sorted(two["warnings"])
+
+
+def test_a_bad_block_read_by_the_other_process_is_reported(master, tmp_path):
+    # Break the rtime of the first block of the second Objects channel (document order),
+    # which the forked process reads.
+    data = bytearray(master.read_bytes())
+    starts, cursor = [], 0
+    while len(starts) < 2:
+        cursor = data.index(b"<audioChannelFormat ", cursor + 1)
+        if b'typeDefinition="Objects"' in data[cursor:data.index(b">", cursor)]:
+            starts.append(cursor)
+    rtime = data.index(b'rtime="', starts[1]) + len(b'rtime="')
+    data[rtime:rtime + 2] = b"xx"
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(bytes(data))
+    one = _render(broken, tmp_path / "one.wav", "5.1", split=False)
+    two = _render(broken, tmp_path / "two.wav", "5.1", split=True)
+    assert two["forks"] == 1
+    assert "bad ADM time" in one["error"] and one["error"] == two["error"]
+    assert not (tmp_path / "two.wav").exists()
