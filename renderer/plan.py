@@ -59,7 +59,7 @@ def _item_segments(item, gains: np.ndarray, sample_rate: int, where: str,
     return [segments_for_track(track, timings, gains * np.float32(g)) for track, g in inputs]
 
 
-OBJECT_GROUP_BLOCKS = 65536
+OBJECT_GROUP_BLOCKS = 32768
 """Objects blocks whose gains are computed together (bounds the plan's working memory)."""
 
 
