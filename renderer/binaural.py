@@ -30,10 +30,9 @@ direction this is exactly its HRIR. The onset delays stay in the filters: an HRI
 impulse at sample 0 passes the input unchanged, so the output is time-aligned with the input.
 
 Convolution is overlap-save with an FFT of ``N`` points and a hop of ``M = N / 2`` samples
-(``N`` at least 2048 and long enough for the filters), all rows at once: filters laid out
-(bins, ears, rows) and spectra (bins, rows, hops), so the sum over sources is one batched matrix
-product per bin, ears by rows times rows by hops (twice as fast in numpy as the hops-by-rows
-form). Gains (block gain, audioObject gain, the start and end of objects) are applied
+(``N`` at least 2048 and long enough for the filters), all rows at once: spectra laid out
+(bins, hops, rows) and filters (bins, rows, ears), so the sum over sources is one batched matrix
+product per bin. Gains (block gain, audioObject gain, the start and end of objects) are applied
 to the source signals sample by sample with the speaker renderer's block timing. Directions
 are followed every ``_UPDATE_HOPS`` hops (4 hops: 85 ms at 48 kHz, about the block rate of
 exported Atmos masters), taken at the end of that hop; the hop is computed with the previous
@@ -682,7 +681,7 @@ class BinauralStage:
                 v, bank.find_triangles(v))[0]
         if self.lfe_row is not None:
             filters[self.lfe_row] = setup.lfe_gain
-        self.filters = self.ops.asarray(np.ascontiguousarray(filters.transpose(2, 1, 0)))
+        self.filters = self.ops.asarray(np.ascontiguousarray(filters.transpose(2, 0, 1)))
         # (B, rows, 2)
 
     def _directions(self, samples: np.ndarray) -> np.ndarray:
@@ -828,10 +827,10 @@ class BinauralStage:
     def _call(self, k_hops: int) -> np.ndarray:
         """Convolve the next ``k_hops`` hops of every row; (k_hops * hop, 2) output.
 
-        Filters are laid out (bins, ears, rows) and spectra (bins, rows, hops), so that the
+        Spectra are laid out (bins, hops, rows) and filters (bins, rows, ears), so that the
         sum over rows is one batched matrix product per bin."""
         hop, bank, ops = self.hop, self.bank, self.ops
-        spectrum = ops.spectra(self.buffer[:(k_hops + 1) * hop], k_hops, hop)  # (B, rows, K)
+        spectrum = ops.spectra(self.buffer[:(k_hops + 1) * hop], k_hops, hop)  # (B, K, rows)
         runs = []
         fades = []  # (hop within the call, spectrum of that hop with the new filters)
         k = 0
@@ -839,7 +838,7 @@ class BinauralStage:
             index = self.hop_index + k
             update_at = (_UPDATE_HOPS - 1) - index % _UPDATE_HOPS  # hops until an update
             run = min(update_at + 1, k_hops - k)
-            runs.append(ops.matmul(self.filters, spectrum[:, :, k:k + run]))  # (B, 2, run)
+            runs.append(ops.matmul(spectrum[:, k:k + run], self.filters))
             k += run
             if run == update_at + 1 and self.n_point:
                 u = k - 1
@@ -848,19 +847,19 @@ class BinauralStage:
                 moved = np.flatnonzero(np.any(direction != self.direction, axis=1))
                 if len(moved):
                     new, tri = bank.filters(direction[moved], self.triangle[moved])
-                    new = ops.asarray(new.transpose(2, 1, 0))  # (B, 2, moved)
+                    new = ops.asarray(new.transpose(2, 0, 1))  # (B, moved, 2)
                     # every source moving (the usual case in busy mixes): slices, not copies
                     rows = slice(0, self.n_point) if len(moved) == self.n_point else moved
-                    delta = new - self.filters[:, :, rows]
-                    x_moved = spectrum[:, rows, u][:, :, None]  # (B, moved, 1)
-                    fades.append((u, runs[-1][:, :, -1] + ops.matmul(delta, x_moved)[:, :, 0]))
+                    delta = new - self.filters[:, rows]
+                    x_moved = spectrum[:, u][:, rows][:, None, :]  # (B, 1, moved)
+                    fades.append((u, runs[-1][:, -1] + ops.matmul(x_moved, delta)[:, 0]))
                     self.filters = ops.set_rows(self.filters, rows, new)
                     self.triangle[moved] = tri
                     self.direction[moved] = direction[moved]
-        out = ops.concatenate(runs, axis=2) if len(runs) > 1 else runs[0]  # (B, 2, K)
-        frames = ops.irfft(out, 2 * hop)[hop:]  # (M, 2, K)
+        out = ops.concatenate(runs, axis=1) if len(runs) > 1 else runs[0]  # (B, K, 2)
+        frames = ops.irfft(out, 2 * hop)[hop:]  # (M, K, 2)
         if fades:
-            new = ops.irfft(ops.stack([f for _, f in fades], axis=2), 2 * hop)[hop:]
+            new = ops.irfft(ops.stack([f for _, f in fades], axis=1), 2 * hop)[hop:]
             frames = ops.crossfade(frames, [u for u, _ in fades], new)
         consumed = k_hops * hop
         self.buffer = self.buffer[consumed:]
@@ -868,7 +867,7 @@ class BinauralStage:
         self.hop_index += k_hops
         self.frames_out += consumed
         frames = np.asarray(frames, np.float32)
-        return np.ascontiguousarray(frames.transpose(2, 0, 1)).reshape(consumed, 2)
+        return np.ascontiguousarray(frames.transpose(1, 0, 2)).reshape(consumed, 2)
 
 
 class _NumpyOps:
@@ -884,11 +883,11 @@ class _NumpyOps:
 
     @staticmethod
     def spectra(block: np.ndarray, k_hops: int, hop: int) -> np.ndarray:
-        """(frames, rows) with frames = (k_hops + 1) * hop -> (B, rows, k_hops): the rfft of
+        """(frames, rows) with frames = (k_hops + 1) * hop -> (B, k_hops, rows): the rfft of
         each overlap-save window (the previous hop and this one)."""
         windows = np.lib.stride_tricks.as_strided(
-            block, shape=(2 * hop, block.shape[1], k_hops),
-            strides=(block.strides[0], block.strides[1], hop * block.strides[0]),
+            block, shape=(2 * hop, k_hops, block.shape[1]),
+            strides=(block.strides[0], hop * block.strides[0], block.strides[1]),
             writeable=False)
         return scipy.fft.rfft(windows, axis=0, workers=-1)
 
@@ -898,15 +897,15 @@ class _NumpyOps:
 
     @staticmethod
     def set_rows(filters: np.ndarray, rows, new: np.ndarray) -> np.ndarray:
-        filters[:, :, rows] = new
+        filters[:, rows] = new
         return filters
 
     @staticmethod
     def crossfade(frames: np.ndarray, hops: list[int], new: np.ndarray) -> np.ndarray:
-        """Hop ``hops[j]`` of ``frames`` (M, 2, K) faded linearly to ``new[:, :, j]``."""
+        """Hop ``hops[j]`` of ``frames`` (M, K, 2) faded linearly to ``new[:, j]``."""
         ramp = ((np.arange(frames.shape[0], dtype=np.float32) + 1.0) / frames.shape[0])
         for j, u in enumerate(hops):
-            frames[:, :, u] += ramp[:, None] * (new[:, :, j] - frames[:, :, u])
+            frames[:, u] += ramp[:, None] * (new[:, j] - frames[:, u])
         return frames
 
 
@@ -929,21 +928,21 @@ class _JaxOps:
         jnp = self.jnp
         data = jnp.asarray(block)
         index = jnp.arange(2 * hop)[:, None] + hop * jnp.arange(k_hops)[None, :]
-        return jnp.fft.rfft(data[index].transpose(0, 2, 1), axis=0)  # (B, rows, K)
+        return jnp.fft.rfft(data[index], axis=0)
 
     def irfft(self, x, n: int):
         return self.jnp.fft.irfft(x, n=n, axis=0)
 
     @staticmethod
     def set_rows(filters, rows, new):
-        return filters.at[:, :, rows].set(new)
+        return filters.at[:, rows].set(new)
 
     def crossfade(self, frames, hops: list[int], new):
         jnp = self.jnp
         ramp = (jnp.arange(frames.shape[0], dtype=jnp.float32) + 1.0) / frames.shape[0]
         u = jnp.asarray(hops)
-        faded = frames[:, :, u] + ramp[:, None, None] * (new - frames[:, :, u])
-        return frames.at[:, :, u].set(faded)
+        faded = frames[:, u] + ramp[:, None, None] * (new - frames[:, u])
+        return frames.at[:, u].set(faded)
 
 
 # ------------------------------------------------------------------------------------------
