@@ -338,15 +338,13 @@ SPLIT_PLANNING_MIN_BYTES = 4 << 20
 
 def _split_planning(reader: Bw64Reader, outputs: Sequence[OutputRequest]) -> bool:
     """Whether to share the reading and planning of the Objects channels with a forked
-    process: a large axml, loudspeaker outputs only, another core, JAX not started yet in
-    this process (its threads do not survive a fork), and not turned off with the
-    environment variable ``DUBSTAGE_WORKERS=1``."""
+    process: a large axml, another core, JAX not started yet in this process (its threads do
+    not survive a fork), and not turned off with the environment variable
+    ``DUBSTAGE_WORKERS=1``."""
     region = reader.axml_region()
     if region is None or region.size < SPLIT_PLANNING_MIN_BYTES:
         return False
-    if os.environ.get("DUBSTAGE_WORKERS", "").strip() == "1":
-        return False
-    if any(is_binaural(o.layout) for o in outputs) or not can_fork():
+    if os.environ.get("DUBSTAGE_WORKERS", "").strip() == "1" or not can_fork():
         return False
     try:
         from jax._src import xla_bridge
@@ -572,9 +570,19 @@ def render_outputs(
                 with warnings.catch_warnings():  # the configuration's are issued here already
                     warnings.simplefilter("ignore")
                     theirs = configure_outputs()
+                configured = [len(o.binaural.point_tracks) if o.binaural else 0 for o in theirs]
                 runs, timing = plan_object_channels(theirs, their_channels, their_spool)
+                outputs_done = []
+                for out, first in zip(theirs, configured, strict=True):
+                    sources = None  # a binaural output's per-track sources found here
+                    if out.binaural is not None:
+                        sources = (first, out.binaural.point_tracks[first:],
+                                   out.binaural.notes, out.binaural.uses_virtual,
+                                   [(r.offset, r.count) for r in out.point_runs
+                                    if isinstance(r, SpooledRun)])
+                    outputs_done.append((out.plan.diffuse, out.plan.warnings, sources))
                 return ([(run.offset, run.count, run.width, places) for run, places in runs],
-                        timing, [(out.plan.diffuse, out.plan.warnings) for out in theirs])
+                        timing, outputs_done)
 
             worker = fork_call(their_half)
             spools.callback(worker.cancel)
@@ -597,9 +605,19 @@ def render_outputs(
                 runs += [(SpooledRun(their_spool, offset, count, width), places)
                          for offset, count, width, places in described]
                 common_notes += timing
-                for out, (diffuse, notes) in zip(built, plans, strict=True):
+                for out, (diffuse, notes, sources) in zip(built, plans, strict=True):
                     out.plan = replace(out.plan, diffuse=out.plan.diffuse or diffuse,
                                        warnings=tuple(dict.fromkeys(out.plan.warnings + notes)))
+                    if sources is not None:  # their sources numbered after ours
+                        first, tracks, notes, virtual, spooled = sources
+                        builder = out.binaural
+                        shift = len(builder.point_tracks) - first
+                        builder.point_tracks += tracks
+                        builder.notes[:] = list(dict.fromkeys(builder.notes + notes))
+                        builder.uses_virtual = builder.uses_virtual or virtual
+                        out.point_runs += [SpooledRun(their_spool, offset, count, 4,
+                                                      track_offset=shift)
+                                           for offset, count in spooled]
             for out in built:
                 n = out.plan.n_outputs
                 out.plan = replace(out.plan, segments=Segments.concatenate(

@@ -105,11 +105,14 @@ class SegmentSpool:
 
 
 class SpooledRun:
-    """A run in a :class:`SegmentSpool`: ``count`` records from byte ``offset``."""
+    """A run in a :class:`SegmentSpool`: ``count`` records from byte ``offset``, their
+    ``track`` numbers shifted by ``track_offset`` when read (runs numbered by another
+    process)."""
 
     def __init__(self, spool: SegmentSpool, offset: int, count: int, width: int,
-                 chunk: int = 256) -> None:
+                 chunk: int = 256, track_offset: int = 0) -> None:
         self.spool, self.offset, self.count, self.width = spool, offset, count, width
+        self.track_offset = track_offset
         self._type = _record_type(width)
         self._chunk = max(1, chunk)
         self._read = 0       # records read from the file
@@ -137,7 +140,10 @@ class SpooledRun:
                 break
         records = pieces[0] if len(pieces) == 1 else np.concatenate(
             pieces or [np.zeros(0, self._type)])
-        return Segments(*(np.ascontiguousarray(records[f]) for f in _FIELDS))
+        segments = Segments(*(np.ascontiguousarray(records[f]) for f in _FIELDS))
+        if self.track_offset:
+            np.add(segments.track, np.int32(self.track_offset), out=segments.track)
+        return segments
 
 
 class SegmentSource:

@@ -70,6 +70,17 @@ def test_two_processes_render_what_one_does(master, tmp_path):
     assert sorted(one["warnings"]) == sorted(two["warnings"])
 
 
+def test_two_processes_render_binaural_as_one_does(master, tmp_path):
+    # the other process's per-track sources are numbered after this one's
+    one = _render(master, tmp_path / "one.wav", "binaural", split=False)
+    two = _render(master, tmp_path / "two.wav", "binaural", split=True)
+    assert (one["forks"], two["forks"]) == (0, 1)
+    a, b = _read(tmp_path / "one.wav"), _read(tmp_path / "two.wav")
+    assert a.shape == b.shape == (a.shape[0], 2) and np.abs(a).max() > 0.01
+    assert np.abs(a - b).max() <= 2.0 ** -22
+    assert sorted(one["warnings"]) == sorted(two["warnings"])
+
+
 def test_a_bad_block_read_by_the_other_process_is_reported(master, tmp_path):
     # Break the rtime of the first block of the second Objects channel (document order),
     # which the forked process reads.
