@@ -560,8 +560,8 @@ def render_outputs(
         # A large master's Objects channels are read and planned half here, half by a forked
         # copy of this process on the other core (loudspeaker outputs; see renderer.workers)
         worker, own_channels, their_spool = None, None, None
-        if streamed and _split_planning(reader, outputs):
-            played = {i.channel_format.id for i in all_items if isinstance(i, ObjectRenderItem)}
+        played = {i.channel_format.id for i in all_items if isinstance(i, ObjectRenderItem)}
+        if streamed and len(played) > 1 and _split_planning(reader, outputs):
             order = [c.id for c in doc.channel_formats if c.id in played]
             own_channels, their_channels = set(order[0::2]), set(order[1::2])
             their_spool = spools.enter_context(SegmentSpool())

@@ -93,8 +93,11 @@ def fork_call(function: Callable[[], _T]) -> ForkedCall[_T]:
         status = 1
     try:
         data = pickle.dumps(payload)
-    except Exception as exc:  # an unpicklable result or exception
-        data = pickle.dumps(("error", RuntimeError(f"worker process: {exc}"), []))
+    except Exception as exc:  # an unpicklable result or exception: its message goes back
+        kind, value, caught = payload
+        message = f"{type(value).__name__}: {value}" if kind == "error" else \
+            f"worker process: its result cannot be sent back ({exc})"
+        data = pickle.dumps(("error", RuntimeError(message), caught if kind == "ok" else []))
         status = 1
     try:
         with os.fdopen(write_fd, "wb") as pipe:

@@ -48,3 +48,16 @@ def test_cancel_stops_a_running_child():
     call = workers.fork_call(lambda: __import__("time").sleep(60))
     call.cancel()
     call.cancel()  # twice is harmless
+
+
+class _Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError("not picklable")
+
+
+def test_an_exception_that_cannot_be_sent_keeps_its_message():
+    def fail():
+        raise _Unpicklable("channel AC_00031002: something odd")
+
+    with pytest.raises(RuntimeError, match="_Unpicklable: channel AC_00031002: something odd"):
+        workers.fork_call(fail).result()
