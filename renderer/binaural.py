@@ -255,7 +255,10 @@ class _FilterBank:
         self.delays = np.asarray(model.delays, np.float64)
         self.triangles = np.asarray(model.triangles, np.int64)
         self.inverses = np.asarray(model.inverses, np.float64)
-        self.columns = [np.ascontiguousarray(self.inverses[:, :, j].T) for j in range(3)]
+        from renderer.hrtf import barycentric_columns, containing_triangles  # h5py, scipy
+
+        self.columns = barycentric_columns(model)
+        self._containing = containing_triangles
         self.fft_size = int(model.fft_size)
         self.bins = self.fft_size // 2 + 1
         coarse = np.arange(self.bins // _FINE + 1) * _FINE
@@ -264,10 +267,7 @@ class _FilterBank:
 
     def find_triangles(self, v: np.ndarray) -> np.ndarray:
         """(Q, 3) unit vectors -> (Q,) index of a triangle containing each (brute force)."""
-        smallest = v @ self.columns[0]
-        np.minimum(smallest, v @ self.columns[1], out=smallest)
-        np.minimum(smallest, v @ self.columns[2], out=smallest)
-        return np.argmax(smallest, axis=1)
+        return self._containing(self.columns, v)
 
     def weights(self, v: np.ndarray, hint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Barycentric weights (Q, 3) and triangle indices (Q,) of unit vectors ``v`` (Q, 3);

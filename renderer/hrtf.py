@@ -45,6 +45,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -468,6 +469,22 @@ def _prepare_cached(hrtf: HrtfSet, sample_rate: int, fft_size: int | None) -> Hr
 # interpolation
 
 
+def barycentric_columns(model: HrtfModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The model's per-triangle inverse matrices as three (3, T) arrays, one per barycentric
+    coordinate, for :func:`containing_triangles`."""
+    return tuple(np.ascontiguousarray(model.inverses[:, :, j].T) for j in range(3))
+
+
+def containing_triangles(columns: Sequence[np.ndarray], v: np.ndarray) -> np.ndarray:
+    """Index (Q,) of a triangle containing each unit vector of ``v`` (Q, 3): the one whose
+    smallest barycentric coordinate is largest (brute force over all T triangles);
+    ``columns`` from :func:`barycentric_columns`."""
+    smallest = v @ columns[0]                                     # (Q, T) coordinates
+    np.minimum(smallest, v @ columns[1], out=smallest)
+    np.minimum(smallest, v @ columns[2], out=smallest)
+    return np.argmax(smallest, axis=1)
+
+
 def interpolation_weights(model: HrtfModel,
                           unit_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Barycentric interpolation over the model's triangulation.
@@ -486,16 +503,13 @@ def interpolation_weights(model: HrtfModel,
     v = v.reshape(-1, 3)
     norm = np.linalg.norm(v, axis=-1, keepdims=True)
     v = np.where(norm > 1e-12, v / np.where(norm > 1e-12, norm, 1.0), [0.0, 1.0, 0.0])
-    cols = [np.ascontiguousarray(model.inverses[:, :, j].T) for j in range(3)]   # (3, T) each
+    columns = barycentric_columns(model)
     indices = np.empty((v.shape[0], 3), dtype=np.int32)
     weights = np.empty((v.shape[0], 3), dtype=np.float64)
     for s in range(0, v.shape[0], _CHUNK):
         vc = v[s:s + _CHUNK]
         rows = np.arange(vc.shape[0])
-        smallest = vc @ cols[0]                                  # (P, T) barycentric coords
-        np.minimum(smallest, vc @ cols[1], out=smallest)
-        np.minimum(smallest, vc @ cols[2], out=smallest)
-        tri = np.argmax(smallest, axis=1)
+        tri = containing_triangles(columns, vc)
         gb = np.maximum(np.einsum("pi,pij->pj", vc, model.inverses[tri]), 0.0)
         total = gb.sum(axis=-1, keepdims=True)
         w = gb / np.where(total > 0, total, 1.0)
