@@ -558,7 +558,8 @@ def render_outputs(
             return runs, timing
 
         # A large master's Objects channels are read and planned half here, half by a forked
-        # copy of this process on the other core (loudspeaker outputs; see renderer.workers)
+        # copy of this process on the other core (see renderer.workers); its runs are in its
+        # own spool, its binaural sources numbered after ours
         worker, own_channels, their_spool = None, None, None
         played = {i.channel_format.id for i in all_items if isinstance(i, ObjectRenderItem)}
         if streamed and len(played) > 1 and _split_planning(reader, outputs):
