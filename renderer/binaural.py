@@ -82,8 +82,8 @@ from renderer.engine import Mixer
 from renderer.objects import needs_full_pipeline
 from renderer.plan import GainPlan, build_gain_plan
 from renderer.screen import point_cart_to_polar
-from renderer.segment_store import SegmentSource
-from renderer.timing import SEGMENT_FIELDS, Segments, block_timings, segments_for_track
+from renderer.segment_store import SegmentSource, SegmentWindow
+from renderer.timing import Segments, block_timings, segments_for_track
 
 if TYPE_CHECKING:
     from renderer.hrtf import HrtfModel, HrtfSet
@@ -567,39 +567,30 @@ def configure_binaural(
 # ------------------------------------------------------------------------------------------
 
 
-class _PointWindow:
-    """The per-track sources' segments around the stage's position in the file, taken from a
-    :class:`renderer.segment_store.SegmentSource` as the render goes forward in time and
-    dropped when they end, so that only the segments playing are held; with their lookup
-    arrays (sorted by source, then time) and gain breakpoints (:func:`_gain_breakpoints`).
-    The gains of a sample depend only on the segment covering it, so breakpoints of these
-    segments give the same values as those of the whole file."""
+class _PointWindow(SegmentWindow):
+    """The per-track sources' segments around the stage's position in the file (a
+    :class:`renderer.segment_store.SegmentWindow`: only the segments playing are held), with
+    their lookup arrays (sorted by source, then time) and gain breakpoints
+    (:func:`_gain_breakpoints`), made again when the segments change. The gains of a sample
+    depend only on the segment covering it, so breakpoints of these segments give the same
+    values as those of the whole file."""
 
     def __init__(self, source: SegmentSource) -> None:
-        self.source = source
-        self.segments = Segments.concatenate([], 4)
-        self.taken = 0  # the segments starting before this sample have been taken
+        super().__init__(source, 4)
         self.floor = 0  # the sample of the last direction lookup (later ones are not before)
         self._lookup: SimpleNamespace | None = None
 
-    def take(self, end: int) -> None:
-        """Take the segments that start before sample ``end``."""
-        if end <= self.taken:
-            return
-        self.taken = end
-        new = self.source.take(end)
-        if len(new.first):
-            self.segments = Segments.concatenate([self.segments, new], 4) \
-                if len(self.segments.first) else new
+    def take(self, end: int) -> bool:
+        changed = super().take(end)
+        if changed:
             self._lookup = None
+        return changed
 
-    def drop(self, before: int) -> None:
-        """Forget the segments that end at or before sample ``before``."""
-        keep = self.segments.last > before
-        if not keep.all():
-            self.segments = Segments(*(getattr(self.segments, f)[keep]
-                                       for f in SEGMENT_FIELDS))
+    def drop(self, before: int) -> bool:
+        changed = super().drop(before)
+        if changed:
             self._lookup = None
+        return changed
 
     def lookup(self) -> SimpleNamespace:
         """Arrays of the segments held: ``seg_*`` sorted by source then first sample,

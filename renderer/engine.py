@@ -27,8 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from renderer.segment_store import SegmentSource
-from renderer.timing import SEGMENT_FIELDS as _FIELDS
+from renderer.segment_store import SegmentSource, SegmentWindow
 from renderer.timing import Segments
 
 HOLD, FADE_OUT, FADE_IN = 0, 1, 2
@@ -108,23 +107,7 @@ class Mixer:
         self.sub_blocks = sub_blocks
         self.frames_per_call = sub_block * sub_blocks
         self._position = 0  # first frame of the next batch
-        self._playing = Segments.concatenate([], n_outputs)  # taken, not finished
-
-    def _segments_for(self, start: int, end: int) -> Segments:
-        """The segments overlapping frames [start, end): those still playing and the new ones
-        starting before ``end`` (the sweep goes forward in time)."""
-        new = self.source.take(end)
-        playing = self._playing
-        if len(new.first):
-            playing = Segments.concatenate([playing, new], self.n_outputs) \
-                if len(playing.first) else new
-        live = playing.last > start
-        if not np.all(live):
-            playing = Segments(*(getattr(playing, f)[live] for f in _FIELDS))
-        after = playing.last > end
-        self._playing = playing if np.all(after) else \
-            Segments(*(getattr(playing, f)[after] for f in _FIELDS))
-        return playing
+        self._window = SegmentWindow(self.source, n_outputs)  # the segments playing
 
     def dispatch(self, x: np.ndarray, encoding: str = "float") -> jax.Array:
         """Start mixing the next batch ``x``: float32 (frames, n_tracks) samples, or the
@@ -136,7 +119,10 @@ class Mixer:
         self._position += n
         if n < self.frames_per_call:
             x = np.pad(x, ((0, self.frames_per_call - n), (0, 0)))
-        segs = self._segments_for(start, start + n)
+        # the segments overlapping frames [start, start + n) (the sweep goes forward in time)
+        self._window.take(start + n)
+        self._window.drop(start)
+        segs = self._window.segments
         # Columns: a hold is one column, a ramp two (FADE_OUT weighted by 1 - p with its
         # from-gains, FADE_IN by p with its to-gains).
         ramp = np.flatnonzero(segs.ramp_step != 0.0)

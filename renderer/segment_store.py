@@ -185,3 +185,35 @@ class SegmentSource:
         if len(parts) == 1:
             return parts[0]
         return Segments.concatenate(parts, self.width)
+
+
+class SegmentWindow:
+    """The segments of a source around a position that only moves forward in time: taken
+    when the position reaches their first sample, forgotten when they have ended, so only
+    the segments playing are held (``segments``, ``width`` gain columns)."""
+
+    def __init__(self, source: SegmentSource | MemoryRun | SpooledRun, width: int) -> None:
+        self.source = source
+        self.segments = Segments.concatenate([], width)
+        self.taken = 0  # the segments starting before this sample have been taken
+
+    def take(self, end: int) -> bool:
+        """Take the segments that start before sample ``end``; whether there were any."""
+        if end <= self.taken:
+            return False
+        self.taken = end
+        new = self.source.take(end)
+        if not len(new.first):
+            return False
+        self.segments = Segments.concatenate([self.segments, new], new.gains_to.shape[1]) \
+            if len(self.segments.first) else new
+        return True
+
+    def drop(self, before: int) -> bool:
+        """Forget the segments that end at or before sample ``before``; whether there were
+        any."""
+        keep = self.segments.last > before
+        if keep.all():
+            return False
+        self.segments = Segments(*(getattr(self.segments, f)[keep] for f in _FIELDS))
+        return True

@@ -83,7 +83,7 @@ def test_mixer_holds_only_the_segments_playing():
         x = np.ones((32, 1), np.float32)
         for _ in range(n * 5 // 32):
             np.testing.assert_array_equal(mixer.mix(x), 1.0)
-            most = max(most, len(mixer._playing.first))
+            most = max(most, len(mixer._window.segments.first))
     assert most <= 8
 
 
