@@ -305,7 +305,7 @@ class _FilterBank:
         return h, tri
 
 
-def _gain_breakpoints(segments: Segments, n_sources: int) -> tuple[np.ndarray, np.ndarray]:
+def _gain_breakpoints(segments: Segments) -> tuple[np.ndarray, np.ndarray]:
     """Breakpoints (keys, values) of every source's gain (column 3 of its segments) for
     :func:`numpy.interp` over keys ``source * _KEY + sample``: each segment gives its values
     at its first and last samples, and zeros half a sample outside it where no segment of the
@@ -600,7 +600,7 @@ class _PointWindow(SegmentWindow):
             seg = self.segments
             order = np.lexsort((seg.first, seg.track))
             track, first = seg.track[order], seg.first[order]
-            keys, values = _gain_breakpoints(seg, 0)
+            keys, values = _gain_breakpoints(seg)
             self._lookup = SimpleNamespace(
                 seg_track=track, seg_first=first, seg_last=seg.last[order],
                 seg_key=track * _KEY + first, seg_p0=seg.ramp_start[order],

@@ -336,7 +336,7 @@ SPLIT_PLANNING_MIN_BYTES = 4 << 20
 """axml size from which the Objects channels are read and planned by two processes."""
 
 
-def _split_planning(reader: Bw64Reader, outputs: Sequence[OutputRequest]) -> bool:
+def _split_planning(reader: Bw64Reader) -> bool:
     """Whether to share the reading and planning of the Objects channels with a forked
     process: a large axml, another core, JAX not started yet in this process (its threads do
     not survive a fork), and not turned off with the environment variable
@@ -562,7 +562,7 @@ def render_outputs(
         # own spool, its binaural sources numbered after ours
         worker, own_channels, their_spool = None, None, None
         played = {i.channel_format.id for i in all_items if isinstance(i, ObjectRenderItem)}
-        if streamed and len(played) > 1 and _split_planning(reader, outputs):
+        if streamed and len(played) > 1 and _split_planning(reader):
             order = [c.id for c in doc.channel_formats if c.id in played]
             own_channels, their_channels = set(order[0::2]), set(order[1::2])
             their_spool = spools.enter_context(SegmentSpool())
