@@ -274,7 +274,7 @@ class _Output:
     request: OutputRequest
     layout: Layout
     plan: GainPlan
-    stage: Any
+    stage: Any  # _SpeakerStage or renderer.binaural.BinauralStage, made once planned
     report: RenderReport
     upmix: np.ndarray | None = None
     writer: Bw64Writer | None = None
@@ -291,9 +291,11 @@ class _Output:
         return self.plan.segments.gains_to.shape[1]
 
 
-def _empty_like(segments: Segments) -> Segments:
-    """No segments, with as many gain columns as ``segments``."""
-    return Segments.concatenate([], segments.gains_to.shape[1])
+def _shape_only(plan: GainPlan) -> GainPlan:
+    """``plan`` without its segments (held by the mixer's runs), with as many gain columns as
+    its outputs take: twice the channels with a diffuse path."""
+    n = plan.n_outputs
+    return replace(plan, segments=Segments.concatenate([], 2 * n if plan.diffuse else n))
 
 
 _TIMING_FIELDS = ("track", "first", "last", "ramp_start", "ramp_step")
@@ -450,14 +452,11 @@ def render_outputs(
                     sr, n_file_tracks, hrtf=hrtf,
                     orientation=head_orientation or HeadOrientation(), source=source)
                 points, virtual = binaural.add(items)
+                point_runs.append(MemoryRun(points))
                 plan = build_gain_plan(virtual, binaural.layout, sr, source=source,
                                        n_tracks=n_file_tracks)
-                layout, upmix, stage = BINAURAL_LAYOUT, None, None
+                layout, upmix = BINAURAL_LAYOUT, None
                 notes = list(binaural.notes) + list(plan.warnings)
-                if streamed:
-                    point_runs.append(MemoryRun(points))
-                else:
-                    stage = binaural.setup(plan, points).stage()
             else:
                 layout = (get_layout(request.layout) if isinstance(request.layout, str)
                           else request.layout)
@@ -467,7 +466,6 @@ def render_outputs(
                     upmix = upmix.T.astype(np.float32)  # (n_layout, n_file)
                 plan = build_gain_plan(items, layout, sr, source=source, screen=screen,
                                        n_tracks=n_file_tracks)
-                stage = None if streamed else _SpeakerStage(plan, layout)
                 notes += list(plan.warnings)
             n_out = layout.n_channels if upmix is None else upmix.shape[1]
             report = RenderReport(
@@ -476,7 +474,7 @@ def render_outputs(
                 content_ids=request.content_ids)
             if upmix is not None:
                 report.channel_names = tuple(f"channel {i}" for i in range(n_out))
-            return _Output(request, layout, plan, stage, report, upmix=upmix,
+            return _Output(request, layout, plan, None, report, upmix=upmix,
                            object_items=objects, measure_of=measure_of, binaural=binaural,
                            point_runs=point_runs)
 
@@ -596,7 +594,7 @@ def render_outputs(
             (MemoryRun(seg), places) for seg, places in _side_by_side(
                 [(k, out.plan.segments) for k, out in enumerate(built)])]
         for out in built:  # the runs hold the segments now: keep only the plans' shapes
-            out.plan = replace(out.plan, segments=_empty_like(out.plan.segments))
+            out.plan = _shape_only(out.plan)
         if streamed:
             own_runs, timing = plan_object_channels(built, own_channels, spool)
             runs += own_runs
@@ -619,17 +617,15 @@ def render_outputs(
                         out.point_runs += [SpooledRun(their_spool, offset, count, 4,
                                                       track_offset=shift)
                                            for offset, count in spooled]
-            for out in built:
-                n = out.plan.n_outputs
-                out.plan = replace(out.plan, segments=Segments.concatenate(
-                    [], 2 * n if out.plan.diffuse else n))
-                if out.binaural is not None:
-                    points = SegmentSource([(run, [(0, 0, 4)]) for run in out.point_runs], 4)
-                    out.stage = out.binaural.setup(out.plan, points).stage()
-                    out.point_runs = []
-                else:
-                    out.stage = _SpeakerStage(out.plan, out.layout)
-                out.report.warnings.extend(fresh_warnings(out.plan.warnings))
+        for out in built:  # every output's plan is complete: its processing stage
+            out.plan = _shape_only(out.plan)  # the diffuse path may have come with a batch
+            if out.binaural is not None:
+                points = SegmentSource([(run, [(0, 0, 4)]) for run in out.point_runs], 4)
+                out.stage = out.binaural.setup(out.plan, points).stage()
+                out.point_runs = []
+            else:
+                out.stage = _SpeakerStage(out.plan, out.layout)
+            out.report.warnings.extend(fresh_warnings(out.plan.warnings))
         if built:
             built[0].report.warnings[:0] = common_notes
         doc = all_items = None  # the runs hold what the audio pass needs
