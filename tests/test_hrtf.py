@@ -239,12 +239,16 @@ def test_weights_one_hot_at_measured_directions():
         assert hot.size == 1 and w[i, hot[0]] == 1.0 and idx[i, hot[0]] == i
 
 
+def random_directions(n: int, seed: int) -> np.ndarray:
+    """(n, 3) unit vectors spread uniformly over the sphere."""
+    v = np.random.default_rng(seed).normal(size=(n, 3))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
 def test_weights_are_barycentric_everywhere():
     hrtf, _ = octa_set()
     model = prepare_hrtf(hrtf, FS)
-    rng = np.random.default_rng(1)
-    v = rng.normal(size=(2000, 3))
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v = random_directions(2000, seed=1)
     idx, w = interpolation_weights(model, v)
     assert np.all(w >= 0)
     np.testing.assert_allclose(w.sum(axis=-1), 1.0, atol=1e-6)
@@ -378,9 +382,7 @@ def test_kemar_loads():
 
 def test_kemar_covers_the_sphere():
     model = kemar_model()
-    rng = np.random.default_rng(4)
-    v = rng.normal(size=(3000, 3))
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    v = random_directions(3000, seed=4)
     idx, w = interpolation_weights(model, v)
     assert np.all(w >= 0)
     np.testing.assert_allclose(w.sum(axis=-1), 1.0, atol=1e-6)
