@@ -396,18 +396,9 @@ class Bw64Reader:
         if self._axml_span is None:
             return None
         offset, size = self._axml_span
-        f = self._require_open()
-        data = os.pread(f.fileno(), size, offset) if _HAVE_PREADV else self._locked_read(
-            offset, size)
-        if len(data) != size:
-            raise self._err("axml chunk truncated")
-        return data
-
-    def _locked_read(self, offset: int, size: int) -> bytes:
-        f = self._require_open()
-        with self._lock:
-            f.seek(offset)
-            return f.read(size)
+        data = bytearray(size)
+        self._read_at(self._require_open(), memoryview(data), offset)
+        return bytes(data)
 
     def axml_region(self):
         """The ``axml`` chunk as an :class:`adm.xml.FileRegion` of this open file (parsed in

@@ -130,7 +130,7 @@ def describe_file(path: str | os.PathLike, strict: bool = False) -> str:
             f"{path}: {reader.container}, {reader.channels} tracks, {reader.sample_rate} Hz, "
             f"{fmt}, {reader.frames} frames ({seconds:.3f} s)",
             "chunks: " + ", ".join(
-                ["chna"] * (reader.chna is not None) + ["axml"] * (reader.axml is not None)
+                ["chna"] * (reader.chna is not None) + ["axml"] * (reader.axml_region() is not None)
                 + ["bext"] * (reader.bext is not None) + chunks),
         ]
         doc = read_adm(reader, strict=strict)
