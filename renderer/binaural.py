@@ -261,9 +261,11 @@ class _FilterBank:
         self._containing = containing_triangles
         self.fft_size = int(model.fft_size)
         self.bins = self.fft_size // 2 + 1
-        coarse = np.arange(self.bins // _FINE + 1) * _FINE
-        self._coarse_k = coarse.astype(np.float64)
-        self._fine_k = np.arange(_FINE, dtype=np.float64)
+        self._n_coarse = self.bins // _FINE + 1
+        # bins k = FINE * c + f of the phase factors' two tables: FINE * c, then f
+        self._table_k = np.concatenate([np.arange(self._n_coarse) * float(_FINE),
+                                        np.arange(_FINE, dtype=np.float64)])
+        self._spectra_real = self.spectra.view(np.float32)  # (D, 2, 2B): re, im interleaved
 
     def find_triangles(self, v: np.ndarray) -> np.ndarray:
         """(Q, 3) unit vectors -> (Q,) index of a triangle containing each (brute force)."""
@@ -290,19 +292,29 @@ class _FilterBank:
         ``sum_i w_i A_i(k) exp(-j 2 pi k d / N)``, ``d = sum_i w_i d_i`` per ear."""
         w, tri = self.weights(v, hint)
         index = self.triangles[tri]                                   # (Q, 3)
+        n_coarse = self._n_coarse
+        h = np.empty((len(v), 2, n_coarse * _FINE), np.complex64)  # bins padded to FINE
+        h[..., self.bins:] = 0.0
+        # the weighted sum on the real and imaginary parts as one float32 array
+        h_real = h.view(np.float32)[..., :2 * self.bins]
         w32 = w.astype(np.float32)[:, :, None, None]
-        h = self.spectra[index[:, 0]] * w32[:, 0]
-        h += self.spectra[index[:, 1]] * w32[:, 1]
-        h += self.spectra[index[:, 2]] * w32[:, 2]
+        np.multiply(self._spectra_real[index[:, 0]], w32[:, 0], out=h_real)
+        term = self._spectra_real[index[:, 1]]
+        term *= w32[:, 1]
+        h_real += term
+        np.take(self._spectra_real, index[:, 2], axis=0, out=term)
+        term *= w32[:, 2]
+        h_real += term
         delay = np.einsum("qi,qie->qe", w, self.delays[index])       # (Q, 2)
-        scale = -2.0 * np.pi / self.fft_size
-        # exp(-j 2 pi k d / N) for k = FINE * c + f: products of two short tables (float64
-        # angles, complex64 factors)
-        coarse = np.exp(1j * scale * delay[..., None] * self._coarse_k).astype(np.complex64)
-        fine = np.exp(1j * scale * delay[..., None] * self._fine_k).astype(np.complex64)
-        phase = (coarse[..., :, None] * fine[..., None, :]).reshape(delay.shape + (-1,))
-        h *= phase[..., :self.bins]
-        return h, tri
+        # exp(-j 2 pi k d / N) for k = FINE * c + f: the product of two short tables of
+        # factors (float64 angles, complex64 factors), applied one after the other
+        angle = (-2.0 * np.pi / self.fft_size) * delay[..., None] * self._table_k
+        factors = np.empty(angle.shape, np.complex64)
+        factors.real, factors.imag = np.cos(angle), np.sin(angle)
+        by_coarse = h.reshape(len(v), 2, n_coarse, _FINE)
+        by_coarse *= factors[..., :n_coarse, None]
+        by_coarse *= factors[..., None, n_coarse:]
+        return h[..., :self.bins], tri
 
 
 def _gain_breakpoints(segments: Segments) -> tuple[np.ndarray, np.ndarray]:
@@ -841,10 +853,9 @@ class BinauralStage:
                     new = ops.asarray(new.transpose(2, 0, 1))  # (B, moved, 2)
                     # every source moving (the usual case in busy mixes): slices, not copies
                     rows = slice(0, self.n_point) if len(moved) == self.n_point else moved
-                    delta = new - self.filters[:, rows]
-                    x_moved = spectrum[:, u][:, rows][:, None, :]  # (B, 1, moved)
-                    fades.append((u, runs[-1][:, -1] + ops.matmul(x_moved, delta)[:, 0]))
                     self.filters = ops.set_rows(self.filters, rows, new)
+                    # hop u again with the new filters, to fade to
+                    fades.append((u, ops.matmul(spectrum[:, u:u + 1], self.filters)[:, 0]))
                     self.triangle[moved] = tri
                     self.direction[moved] = direction[moved]
         out = ops.concatenate(runs, axis=1) if len(runs) > 1 else runs[0]  # (B, K, 2)
