@@ -29,13 +29,14 @@ interpolated onset delay ``d = sum_i w_i d_i`` (samples), times the source gain;
 direction this is exactly its HRIR. The onset delays stay in the filters: an HRIR that is a unit
 impulse at sample 0 passes the input unchanged, so the output is time-aligned with the input.
 
-Convolution is overlap-save with an FFT of ``N`` points and a hop of ``M = N / 2`` samples
-(``N`` at least 2048 and long enough for the filters), all rows at once: spectra laid out
-(bins, hops, rows) and filters (bins, rows, ears), so the sum over sources is one batched matrix
-product per bin. Gains (block gain, audioObject gain, the start and end of objects) are applied
-to the source signals sample by sample with the speaker renderer's block timing. Directions
-are followed every ``_UPDATE_HOPS`` hops (4 hops: 85 ms at 48 kHz, about the block rate of
-exported Atmos masters), taken at the end of that hop; the hop is computed with the previous
+Convolution is overlap-save with an FFT of ``N`` points (at least 2048 and twice the filter
+length ``L``) and a hop of ``M = N - L + 1`` samples (1481 for the default set at 48 kHz), all
+rows at once: spectra laid out (bins, hops, rows) and filters (bins, rows, ears), so the sum
+over sources is one batched matrix product per bin. Gains (block gain, audioObject gain, the
+start and end of objects) are applied to the source signals sample by sample with the speaker
+renderer's block timing. Directions are followed every ``round(4096 / M)`` hops (3 hops, 93 ms,
+at 48 kHz with the default set; about the block rate of exported Atmos masters), taken at the
+end of that hop; the hop is computed with the previous
 and the new filters and crossfaded linearly, so moving sources do not click. Only sources
 whose direction changed get a new filter, and a source that is silent points at the direction
 of its next block, so its filter is ready when it starts. The convolution runs with numpy and
@@ -102,10 +103,10 @@ VIRTUAL_LAYOUT_NAME = "9+10+3"
 """Loudspeaker layout of the virtual-loudspeaker path (its LFE channels are dropped)."""
 
 _LFE_LABELS = frozenset({"LFE", "LFE1", "LFE2", "LFEL", "LFER", "RC_LFE"})
-_HOPS_PER_CALL = 16
+_UPDATES_PER_CALL = 5  # a call convolves this many update intervals of hops
 _MIN_FFT = 2048
 _FINE = 32  # phase factors: exp(-j w k d) with k = FINE * c + f, from two short tables
-_UPDATE_HOPS = 4  # directions are followed every 4 hops (85 ms at 48 kHz), crossfaded
+_UPDATE_SAMPLES = 4096  # directions are followed about this often (85 ms at 48 kHz)
 
 
 # ------------------------------------------------------------------------------------------
@@ -419,7 +420,7 @@ class BinauralSetup:
 
 def _load_model(hrtf, sample_rate: int):
     """A prepared HRTF model at ``sample_rate`` with fft_size N >= 2048 and filters no longer
-    than N / 2 + 1 samples (overlap-save with hop N / 2)."""
+    than N / 2 + 1 samples (so that the overlap-save hop N - L + 1 is at least N / 2)."""
     if hasattr(hrtf, "aligned_spectra"):  # already prepared
         model = hrtf
         if int(model.sample_rate) != sample_rate:
@@ -629,7 +630,7 @@ class BinauralStage:
 
     :meth:`process` takes the virtual path's mix and the input tracks of the next ``n``
     frames and returns the output frames (m, 2) that are complete (fewer than ``n`` at first:
-    audio is processed ``_HOPS_PER_CALL`` hops at a time); :meth:`finish` returns the rest, so
+    audio is processed several hops at a time); :meth:`finish` returns the rest, so
     the whole output has exactly the input's length and is aligned with it.
 
     Rows of the convolution: the P per-track sources (their gains applied sample by sample),
@@ -651,7 +652,11 @@ class BinauralStage:
         self.ops = _NumpyOps() if backend == "numpy" else _JaxOps()
         bank: _FilterBank = setup._bank
         self.bank = bank
-        self.hop = bank.fft_size // 2
+        self.fft_size = bank.fft_size
+        self.hop = bank.fft_size - int(setup.model.filter_length) + 1  # overlap-save hop
+        self.overlap = self.fft_size - self.hop  # input frames before a hop in its window
+        self.update_hops = max(1, round(_UPDATE_SAMPLES / self.hop))
+        self.hops_per_call = _UPDATES_PER_CALL * self.update_hops
         self.n_point = len(setup.point_tracks)
         self.n_virtual = setup.plan.n_outputs if setup.uses_virtual else 0
         self.lfe_row = self.n_point + self.n_virtual if setup.lfe_tracks else None
@@ -661,9 +666,9 @@ class BinauralStage:
             from renderer.decorrelation import DiffuseMixer, design_decorrelators
 
             self.diffuse = DiffuseMixer(design_decorrelators(setup.virtual_layout))
-        # source signals from absolute frame `self.start` (the previous hop first)
-        self.buffer = np.zeros((self.hop, self.n_rows), np.float32)
-        self.start = -self.hop
+        # source signals from absolute frame `self.start` (the overlap before a hop first)
+        self.buffer = np.zeros((self.overlap, self.n_rows), np.float32)
+        self.start = -self.overlap
         self.virtual = np.zeros((0, self.n_virtual), np.float32)  # feeds not yet placed
         self.virtual_end = 0  # absolute frame up to which the virtual rows are filled
         self.frames_in = 0
@@ -798,22 +803,22 @@ class BinauralStage:
             self.virtual_end += n
 
     def _ready(self) -> int:
-        """Frames after the previous hop whose every row is complete."""
+        """Frames after the overlap before the next hop whose every row is complete."""
         end = self.start + len(self.buffer)
         if self.n_virtual:
             end = min(end, self.virtual_end)
-        return end - (self.start + self.hop)
+        return end - (self.start + self.overlap)
 
     def _run(self, final: bool) -> np.ndarray:
         self._place_virtual()
         outputs = []
         while True:
             ready = self._ready()
-            if ready >= _HOPS_PER_CALL * self.hop:
-                outputs.append(self._call(_HOPS_PER_CALL))
+            if ready >= self.hops_per_call * self.hop:
+                outputs.append(self._call(self.hops_per_call))
             elif final and self.frames_out < self.frames_in:
                 hops = -(-(self.frames_in - self.frames_out) // self.hop)
-                pad = (hops + 1) * self.hop - len(self.buffer)
+                pad = self.overlap + hops * self.hop - len(self.buffer)
                 if pad > 0:
                     self.buffer = np.pad(self.buffer, ((0, pad), (0, 0)))
                 outputs.append(self._call(hops))
@@ -833,13 +838,15 @@ class BinauralStage:
         Spectra are laid out (bins, hops, rows) and filters (bins, rows, ears), so that the
         sum over rows is one batched matrix product per bin."""
         hop, bank, ops = self.hop, self.bank, self.ops
-        spectrum = ops.spectra(self.buffer[:(k_hops + 1) * hop], k_hops, hop)  # (B, K, rows)
+        n_fft, overlap = self.fft_size, self.overlap
+        spectrum = ops.spectra(self.buffer[:overlap + k_hops * hop], k_hops, hop,
+                               n_fft)  # (B, K, rows)
         runs = []
         fades = []  # (hop within the call, spectrum of that hop with the new filters)
         k = 0
         while k < k_hops:
             index = self.hop_index + k
-            update_at = (_UPDATE_HOPS - 1) - index % _UPDATE_HOPS  # hops until an update
+            update_at = (self.update_hops - 1) - index % self.update_hops  # hops to an update
             run = min(update_at + 1, k_hops - k)
             runs.append(ops.matmul(spectrum[:, k:k + run], self.filters))
             k += run
@@ -859,9 +866,9 @@ class BinauralStage:
                     self.triangle[moved] = tri
                     self.direction[moved] = direction[moved]
         out = ops.concatenate(runs, axis=1) if len(runs) > 1 else runs[0]  # (B, K, 2)
-        frames = ops.irfft(out, 2 * hop)[hop:]  # (M, K, 2)
+        frames = ops.irfft(out, n_fft)[overlap:]  # (M, K, 2)
         if fades:
-            new = ops.irfft(ops.stack([f for _, f in fades], axis=1), 2 * hop)[hop:]
+            new = ops.irfft(ops.stack([f for _, f in fades], axis=1), n_fft)[overlap:]
             frames = ops.crossfade(frames, [u for u, _ in fades], new)
         consumed = k_hops * hop
         self.buffer = self.buffer[consumed:]
@@ -884,11 +891,11 @@ class _NumpyOps:
         return np.asarray(x)
 
     @staticmethod
-    def spectra(block: np.ndarray, k_hops: int, hop: int) -> np.ndarray:
-        """(frames, rows) with frames = (k_hops + 1) * hop -> (B, k_hops, rows): the rfft of
-        each overlap-save window (the previous hop and this one)."""
+    def spectra(block: np.ndarray, k_hops: int, hop: int, n_fft: int) -> np.ndarray:
+        """(frames, rows) with frames = n_fft - hop + k_hops * hop -> (B, k_hops, rows): the
+        rfft of each overlap-save window (n_fft frames, the last hop of them new)."""
         windows = np.lib.stride_tricks.as_strided(
-            block, shape=(2 * hop, k_hops, block.shape[1]),
+            block, shape=(n_fft, k_hops, block.shape[1]),
             strides=(block.strides[0], hop * block.strides[0], block.strides[1]),
             writeable=False)
         return scipy.fft.rfft(windows, axis=0, workers=-1)
@@ -926,10 +933,10 @@ class _JaxOps:
     def asarray(self, x: np.ndarray):
         return self.jnp.asarray(x)
 
-    def spectra(self, block: np.ndarray, k_hops: int, hop: int):
+    def spectra(self, block: np.ndarray, k_hops: int, hop: int, n_fft: int):
         jnp = self.jnp
         data = jnp.asarray(block)
-        index = jnp.arange(2 * hop)[:, None] + hop * jnp.arange(k_hops)[None, :]
+        index = jnp.arange(n_fft)[:, None] + hop * jnp.arange(k_hops)[None, :]
         return jnp.fft.rfft(data[index], axis=0)
 
     def irfft(self, x, n: int):
