@@ -314,8 +314,35 @@ def default_hrtf() -> HrtfSet:
     return load_sofa(DEFAULT_SOFA)
 
 
+_RESAMPLE_HALF_WIDTH = 32  # zero crossings of the interpolation kernel on each side
+_RESAMPLE_KAISER_BETA = 9.0  # its window: sidelobes near -90 dB
+
+
+def resampling_matrix(n_in: int, rate_in: int, rate_out: int) -> np.ndarray:
+    """(n_out, n_in) band-limited interpolation from ``n_in`` samples at ``rate_in`` Hz to
+    ``n_out = ceil(n_in * rate_out / rate_in)`` samples at ``rate_out`` Hz, starting at the
+    same instant.
+
+    Output sample m lies at input time t = m * rate_in / rate_out (samples); its value is
+    ``sum_n x[n] * c * sinc(c * (t - n)) * w(t - n)`` with the cutoff ``c = min(1, rate_out /
+    rate_in)`` (the lower Nyquist frequency: no aliasing when going down) and a Kaiser window
+    ``w`` over ``_RESAMPLE_HALF_WIDTH / c`` input samples on each side. Samples before the
+    start and after the end count as zeros.
+    """
+    n_out = -(-n_in * rate_out // rate_in)
+    cutoff = min(1.0, rate_out / rate_in)
+    half = _RESAMPLE_HALF_WIDTH / cutoff
+    t = np.arange(n_out, dtype=np.float64)[:, None] * (rate_in / rate_out)
+    tau = t - np.arange(n_in, dtype=np.float64)[None, :]
+    inside = np.abs(tau) < half
+    ratio = np.where(inside, tau / half, 0.0)
+    window = np.i0(_RESAMPLE_KAISER_BETA * np.sqrt(1.0 - ratio ** 2)) / np.i0(
+        _RESAMPLE_KAISER_BETA)
+    return np.where(inside, cutoff * np.sinc(cutoff * tau) * window, 0.0)
+
+
 def resample_hrtf(hrtf: HrtfSet, sample_rate: int) -> HrtfSet:
-    """The set at another sample rate (scipy.signal.resample_poly, zero-phase).
+    """The set at another sample rate (band-limited interpolation: :func:`resampling_matrix`).
 
     Delays scale with the rate (d samples become d * new / old); the IRs are scaled by
     old / new so that the frequency responses keep their level. New length
@@ -326,11 +353,9 @@ def resample_hrtf(hrtf: HrtfSet, sample_rate: int) -> HrtfSet:
         raise HrtfError(f"{hrtf.name or 'HRTF set'}: sample rate {sample_rate} is not positive")
     if sample_rate == hrtf.sample_rate:
         return hrtf
-    g = math.gcd(sample_rate, hrtf.sample_rate)
-    up, down = sample_rate // g, hrtf.sample_rate // g
-    from scipy.signal import resample_poly  # imported here: scipy.signal is slow to import
-
-    out = resample_poly(np.asarray(hrtf.hrirs, np.float64), up, down, axis=-1) * (down / up)
+    hrirs = np.asarray(hrtf.hrirs, np.float64)
+    matrix = resampling_matrix(hrirs.shape[-1], int(hrtf.sample_rate), sample_rate)
+    out = (hrirs @ matrix.T) * (hrtf.sample_rate / sample_rate)
     return HrtfSet(sample_rate=sample_rate, directions=hrtf.directions,
                    hrirs=np.ascontiguousarray(out, dtype=np.float32), name=hrtf.name,
                    distance=hrtf.distance)

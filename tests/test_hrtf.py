@@ -24,6 +24,7 @@ from renderer.hrtf import (
     load_sofa,
     prepare_hrtf,
     resample_hrtf,
+    resampling_matrix,
 )
 
 FS = 44100
@@ -185,6 +186,31 @@ def test_errors_name_the_file(tmp_path, case):
 
 # ---------------------------------------------------------------------------------------------
 # resampling
+
+
+@pytest.mark.parametrize("rate_in, rate_out, freq", [(44100, 48000, 15000.0),
+                                                      (48000, 44100, 12000.0),
+                                                      (96000, 44100, 9000.0)])
+def test_resampling_matrix_reproduces_a_sine_below_the_lower_nyquist(rate_in, rate_out, freq):
+    # a sine sampled at rate_in, interpolated to rate_out, equals the same sine sampled at
+    # rate_out (away from the ends, where the samples outside count as zeros)
+    n_in = 2000
+    x = np.sin(2 * np.pi * freq * np.arange(n_in) / rate_in + 0.3)
+    y = resampling_matrix(n_in, rate_in, rate_out) @ x
+    assert len(y) == math.ceil(n_in * rate_out / rate_in)
+    expected = np.sin(2 * np.pi * freq * np.arange(len(y)) / rate_out + 0.3)
+    middle = slice(len(y) // 4, 3 * len(y) // 4)
+    error = y[middle] - expected[middle]
+    assert 10 * np.log10((error ** 2).mean() / (expected[middle] ** 2).mean()) < -70.0
+
+
+def test_resampling_matrix_removes_what_the_lower_rate_cannot_hold():
+    # 30 kHz at 96 kHz down to 44.1 kHz (Nyquist 22.05 kHz): removed, not folded to 14.1 kHz
+    n_in = 4000
+    x = np.sin(2 * np.pi * 30000.0 * np.arange(n_in) / 96000)
+    y = resampling_matrix(n_in, 96000, 44100) @ x
+    middle = y[len(y) // 4:3 * len(y) // 4]
+    assert np.sqrt((middle ** 2).mean()) < 1e-3
 
 
 def test_resample_scales_delay_and_keeps_level():
