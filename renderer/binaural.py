@@ -62,6 +62,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,7 @@ _UPDATES_PER_CALL = 5  # a call convolves this many update intervals of hops
 _MIN_FFT = 2048
 _FINE = 32  # phase factors: exp(-j w k d) with k = FINE * c + f, from two short tables
 _UPDATE_SAMPLES = 4096  # directions are followed about this often (85 ms at 48 kHz)
+_MAX_ROW_GROUPS = 4  # rows convolved in at most this many threads
 
 
 # ------------------------------------------------------------------------------------------
@@ -691,6 +693,18 @@ class BinauralStage:
             filters[self.lfe_row] = setup.lfe_gain
         self.filters = self.ops.asarray(np.ascontiguousarray(filters.transpose(2, 0, 1)))
         # (B, rows, 2)
+        # rows in groups convolved in parallel threads on a CPU host: the point sources
+        # split evenly, the virtual loudspeakers and LFE with the last group
+        cores = os.cpu_count() or 1
+        n_groups = max(1, min(cores, _MAX_ROW_GROUPS, self.n_point)) if backend == "numpy" \
+            else 1
+        edges = np.linspace(0, self.n_point, n_groups + 1).round().astype(int)
+        self.groups = [_RowGroup(rows=slice(int(a), int(b)), points=slice(int(a), int(b)))
+                       for a, b in zip(edges[:-1], edges[1:])]
+        self.groups[-1] = _RowGroup(rows=slice(int(edges[-2]), self.n_rows),
+                                    points=self.groups[-1].points)
+        self.fft_workers = max(1, cores // n_groups)
+        self.pool = ThreadPoolExecutor(n_groups - 1) if n_groups > 1 else None
 
     def _directions(self, samples: np.ndarray) -> np.ndarray:
         """(P, 3) unit directions (head coordinates) of the sources at ``samples`` (P,), which
@@ -788,7 +802,11 @@ class BinauralStage:
             n = self.setup.plan.n_outputs
             tail = self.diffuse.finish().astype(np.float32).reshape(-1, n)
             self.virtual = np.concatenate([self.virtual, tail])
-        return self._run(final=True)
+        try:
+            return self._run(final=True)
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
 
     def _place_virtual(self) -> None:
         """Move the virtual feeds that have arrived into the buffer's virtual rows."""
@@ -835,41 +853,39 @@ class BinauralStage:
     def _call(self, k_hops: int) -> np.ndarray:
         """Convolve the next ``k_hops`` hops of every row; (k_hops * hop, 2) output.
 
-        Spectra are laid out (bins, hops, rows) and filters (bins, rows, ears), so that the
-        sum over rows is one batched matrix product per bin."""
-        hop, bank, ops = self.hop, self.bank, self.ops
+        The hops are cut into runs at the direction updates; the updates (directions of the
+        sources at the end of their hop, the sources that moved) are found first, then each
+        group of rows (:meth:`_convolve_rows`, groups in parallel threads on a CPU host) gives
+        its share of every hop's output spectrum and of the faded hops' spectra with the new
+        filters; the shares are summed, transformed back and the faded hops crossfaded."""
+        hop, ops = self.hop, self.ops
         n_fft, overlap = self.fft_size, self.overlap
-        spectrum = ops.spectra(self.buffer[:overlap + k_hops * hop], k_hops, hop,
-                               n_fft)  # (B, K, rows)
-        runs = []
-        fades = []  # (hop within the call, spectrum of that hop with the new filters)
+        runs: list[tuple[int, int]] = []  # hops [a, b) convolved with the same filters
+        updates: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # run -> (moved, directions)
         k = 0
         while k < k_hops:
-            index = self.hop_index + k
-            update_at = (self.update_hops - 1) - index % self.update_hops  # hops to an update
+            update_at = (self.update_hops - 1) - (self.hop_index + k) % self.update_hops
             run = min(update_at + 1, k_hops - k)
-            runs.append(ops.matmul(spectrum[:, k:k + run], self.filters))
+            runs.append((k, k + run))
             k += run
             if run == update_at + 1 and self.n_point:
-                u = k - 1
                 sample = (self.hop_index + k) * hop - 1
                 direction = self._directions(np.full(self.n_point, sample, np.int64))
                 moved = np.flatnonzero(np.any(direction != self.direction, axis=1))
                 if len(moved):
-                    new, tri = bank.filters(direction[moved], self.triangle[moved])
-                    new = ops.asarray(new.transpose(2, 0, 1))  # (B, moved, 2)
-                    # every source moving (the usual case in busy mixes): slices, not copies
-                    rows = slice(0, self.n_point) if len(moved) == self.n_point else moved
-                    self.filters = ops.set_rows(self.filters, rows, new)
-                    # hop u again with the new filters, to fade to
-                    fades.append((u, ops.matmul(spectrum[:, u:u + 1], self.filters)[:, 0]))
-                    self.triangle[moved] = tri
+                    updates[len(runs) - 1] = (moved, direction[moved])
                     self.direction[moved] = direction[moved]
-        out = ops.concatenate(runs, axis=1) if len(runs) > 1 else runs[0]  # (B, K, 2)
+        block = self.buffer[:overlap + k_hops * hop]
+        shares = self._in_groups(lambda group: self._convolve_rows(group, block, k_hops, runs,
+                                                                   updates))
+        out, fades = shares[0]
+        for more_out, more_fades in shares[1:]:
+            out = out + more_out
+            fades = [a + b for a, b in zip(fades, more_fades, strict=True)]
         frames = ops.irfft(out, n_fft)[overlap:]  # (M, K, 2)
         if fades:
-            new = ops.irfft(ops.stack([f for _, f in fades], axis=1), n_fft)[overlap:]
-            frames = ops.crossfade(frames, [u for u, _ in fades], new)
+            new = ops.irfft(ops.stack(fades, axis=1), n_fft)[overlap:]
+            frames = ops.crossfade(frames, [runs[r][1] - 1 for r in updates], new)
         consumed = k_hops * hop
         self.buffer = self.buffer[consumed:]
         self.start += consumed
@@ -877,6 +893,55 @@ class BinauralStage:
         self.frames_out += consumed
         frames = np.asarray(frames, np.float32)
         return np.ascontiguousarray(frames.transpose(1, 0, 2)).reshape(consumed, 2)
+
+    def _in_groups(self, work) -> list:
+        """``work(group)`` for every row group: the last in this thread, the others in the
+        stage's thread pool (numpy, scipy's FFTs and the products release the GIL)."""
+        *others, last = self.groups
+        futures = [self.pool.submit(work, group) for group in others]
+        mine = work(last)
+        return [f.result() for f in futures] + [mine]
+
+    def _convolve_rows(self, group: _RowGroup, block, k_hops: int,
+                       runs: list[tuple[int, int]],
+                       updates: dict[int, tuple[np.ndarray, np.ndarray]]):
+        """One row group's share of a call: (B, k_hops, 2) output spectra and, for each
+        update, (B, 2) spectrum of the faded hop with the new filters. The group's moving
+        sources get their new filters (rows of :attr:`filters`) at their update."""
+        ops, rows = self.ops, group.rows
+        spectrum = ops.spectra(block[:, rows], k_hops, self.hop, self.fft_size,
+                               self.fft_workers)  # (B, K, rows of the group)
+        outputs, fades = [], []
+        for r, (a, b) in enumerate(runs):
+            outputs.append(ops.matmul(spectrum[:, a:b], self.filters[:, rows]))
+            if r not in updates:
+                continue
+            moved, direction = updates[r]
+            mine = (moved >= group.points.start) & (moved < group.points.stop)
+            if not mine.any():
+                fades.append(outputs[-1][:, -1])  # this group's filters did not change
+                continue
+            sources = moved[mine]
+            new, triangle = self.bank.filters(direction[mine], self.triangle[sources])
+            # every source of the group moving (the usual case in busy mixes): a slice
+            whole = len(sources) == group.points.stop - group.points.start
+            target = group.points if whole else sources
+            self.filters = ops.set_rows(self.filters, target,
+                                        ops.asarray(new.transpose(2, 0, 1)))
+            self.triangle[sources] = triangle
+            # hop b - 1 again with the new filters, to fade to
+            fades.append(ops.matmul(spectrum[:, b - 1:b], self.filters[:, rows])[:, 0])
+        out = ops.concatenate(outputs, axis=1) if len(outputs) > 1 else outputs[0]
+        return out, fades
+
+
+@dataclass(frozen=True)
+class _RowGroup:
+    """Rows of the convolution done together: ``rows`` of the buffer and filters, of which
+    the point sources ``points`` (absolute row = source index)."""
+
+    rows: slice
+    points: slice
 
 
 class _NumpyOps:
@@ -891,14 +956,15 @@ class _NumpyOps:
         return np.asarray(x)
 
     @staticmethod
-    def spectra(block: np.ndarray, k_hops: int, hop: int, n_fft: int) -> np.ndarray:
+    def spectra(block: np.ndarray, k_hops: int, hop: int, n_fft: int,
+                workers: int = -1) -> np.ndarray:
         """(frames, rows) with frames = n_fft - hop + k_hops * hop -> (B, k_hops, rows): the
         rfft of each overlap-save window (n_fft frames, the last hop of them new)."""
         windows = np.lib.stride_tricks.as_strided(
             block, shape=(n_fft, k_hops, block.shape[1]),
             strides=(block.strides[0], hop * block.strides[0], block.strides[1]),
             writeable=False)
-        return scipy.fft.rfft(windows, axis=0, workers=-1)
+        return scipy.fft.rfft(windows, axis=0, workers=workers)
 
     @staticmethod
     def irfft(x: np.ndarray, n: int) -> np.ndarray:
@@ -933,7 +999,8 @@ class _JaxOps:
     def asarray(self, x: np.ndarray):
         return self.jnp.asarray(x)
 
-    def spectra(self, block: np.ndarray, k_hops: int, hop: int, n_fft: int):
+    def spectra(self, block: np.ndarray, k_hops: int, hop: int, n_fft: int,
+                workers: int = -1):
         jnp = self.jnp
         data = jnp.asarray(block)
         index = jnp.arange(n_fft)[:, None] + hop * jnp.arange(k_hops)[None, :]
