@@ -493,7 +493,7 @@ class BinauralBuilder:
                  orientation: HeadOrientation = HeadOrientation(),
                  lfe_gain_db: float = 0.0, source: str = "") -> None:
         self.sample_rate, self.n_tracks, self.source = sample_rate, n_tracks, source
-        self.model = _load_model(hrtf, sample_rate)
+        self._hrtf, self._model, self._preparing = hrtf, None, None
         self.rotation = orientation.matrix()
         self.lfe_gain = 10.0 ** (lfe_gain_db / 20.0)
         self.layout: Layout = get_layout(VIRTUAL_LAYOUT_NAME).without_lfe
@@ -502,6 +502,30 @@ class BinauralBuilder:
         self.lfe_tracks: list[int] = []
         self.notes: list[str] = []
         self.uses_virtual = False
+
+    @property
+    def model(self) -> HrtfModel:
+        """The prepared HRTF model at the render's rate (:meth:`prepare`)."""
+        return self.prepare()
+
+    def prepare(self) -> HrtfModel:
+        """Load and prepare the HRTF set, once: on first use, so that routing alone (a forked
+        planning process) never pays for it; or take the result of
+        :meth:`prepare_in_background` (its errors are raised here)."""
+        if self._model is None:
+            if self._preparing is not None:
+                self._model = self._preparing.result()
+            else:
+                self._model = _load_model(self._hrtf, self.sample_rate)
+        return self._model
+
+    def prepare_in_background(self) -> None:
+        """Start preparing the HRTF set in a thread while the caller goes on (mostly numpy
+        and FFTs, which release the GIL); :meth:`prepare` waits for it."""
+        if self._model is None and self._preparing is None:
+            pool = ThreadPoolExecutor(1)
+            self._preparing = pool.submit(_load_model, self._hrtf, self.sample_rate)
+            pool.shutdown(wait=False)
 
     def add(self, items: Sequence) -> tuple[Segments, list]:
         """Route ``items``: (gain functions of their per-track sources, 4 columns x, y, z,

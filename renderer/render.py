@@ -586,6 +586,10 @@ def render_outputs(
             worker = fork_call(their_half)
             spools.callback(worker.cancel)
         built = configure_outputs()
+        if worker is not None:  # the HRTF sets prepared beside this half's planning
+            for out in built:
+                if out.binaural is not None:
+                    out.binaural.prepare_in_background()
         # Runs of segments for the mixer: the plans made now in memory; with streamed Objects
         # metadata, each batch of channels' plans (and binaural point sources' gain functions)
         # spooled to a temporary file, read back as the mix (the binaural stage) reaches them
@@ -600,6 +604,9 @@ def render_outputs(
             runs += own_runs
             common_notes += timing
             if worker is not None:
+                for out in built:  # HRTF sets ready before waiting for the forked process
+                    if out.binaural is not None:
+                        out.binaural.prepare()
                 described, timing, plans = worker.result()
                 runs += [(SpooledRun(their_spool, offset, count, width), places)
                          for offset, count, width, places in described]
