@@ -693,7 +693,9 @@ class BinauralStage:
 
             self.diffuse = DiffuseMixer(design_decorrelators(setup.virtual_layout))
         # source signals from absolute frame `self.start` (the overlap before a hop first)
-        self.buffer = np.zeros((self.overlap, self.n_rows), np.float32)
+        self._storage = np.zeros((self.overlap, self.n_rows), np.float32)
+        self._offset = 0  # of the buffer in the storage
+        self.buffer = self._storage[:self.overlap]
         self.start = -self.overlap
         self.virtual = np.zeros((0, self.n_virtual), np.float32)  # feeds not yet placed
         self.virtual_end = 0  # absolute frame up to which the virtual rows are filled
@@ -768,20 +770,22 @@ class BinauralStage:
         vec = np.where(norm[:, None] > 1e-9, vec / np.maximum(norm, 1e-12)[:, None], front)
         return vec @ self.setup.rotation
 
-    def _sources(self, tracks: np.ndarray, first: int) -> np.ndarray:
-        """(n, rows) source signals of input frames [first, first + n) (consecutive calls go
-        forward in time): point tracks times their gains (sample-accurate, BS.2127 block
-        timing), zeros for the virtual rows, LFE."""
+    def _sources(self, tracks: np.ndarray, first: int, out: np.ndarray) -> None:
+        """Write into ``out`` (n, rows) the source signals of input frames [first, first + n)
+        (consecutive calls go forward in time): point tracks times their gains
+        (sample-accurate, BS.2127 block timing), zeros for the virtual rows, LFE. The gains'
+        breakpoints are looked up here; the row groups multiply in parallel threads."""
         n = len(tracks)
-        out = np.zeros((n, self.n_rows), np.float32)
+        gains = varying = keys = values = lo = hi = None
         if self.n_point:
             window = self.points
             window.take(first + n)
             window.drop(min(first, window.floor))
             w = window.lookup()
-        if self.n_point and len(w.keys):
             keys, values = w.keys, w.values
-            samples = np.arange(first, first + n, dtype=np.float64)
+            gains = np.zeros(self.n_point, np.float32)
+            varying = np.zeros(self.n_point, bool)
+        if self.n_point and len(keys):
             base = np.arange(self.n_point, dtype=np.float64) * _KEY
             # the breakpoints around the frames: the last one at or before the first frame
             # to the first one at or after the last frame
@@ -794,21 +798,43 @@ class BinauralStage:
                        & (keys[hi] >= base + first + n - 1) & (keys[hi] < base + _KEY))
             constant = covered & (w.value_run[lo] == w.value_run[hi])
             gains = np.where(constant, values[lo], 0.0).astype(np.float32)
-            varying = np.flatnonzero(~constant)
-            point = np.take(tracks, self.setup.point_tracks, axis=1)
-            np.multiply(point, gains, out=out[:, :self.n_point])
-            for p in varying:
+            varying = ~constant
+
+        def rows_of(group: _RowGroup) -> None:
+            points = group.points
+            if points.stop > points.start:
+                np.multiply(np.take(tracks, self.setup.point_tracks[points], axis=1),
+                            gains[points], out=out[:, points])
+            for p in np.flatnonzero(varying[points]) + points.start if lo is not None else ():
                 kp, vp = keys[lo[p]:hi[p] + 1], values[lo[p]:hi[p] + 1]
-                out[:, p] = point[:, p] * np.interp(base[p] + samples, kp, vp, left=0.0,
-                                                    right=0.0).astype(np.float32)
-        if self.lfe_row is not None:
-            out[:, self.lfe_row] = tracks[:, list(self.setup.lfe_tracks)].sum(axis=1)
-        return out
+                samples = np.arange(first, first + n, dtype=np.float64) + p * _KEY
+                out[:, p] = tracks[:, self.setup.point_tracks[p]] * np.interp(
+                    samples, kp, vp, left=0.0, right=0.0).astype(np.float32)
+            if group is self.groups[-1]:
+                out[:, self.n_point:self.n_point + self.n_virtual] = 0.0
+                if self.lfe_row is not None:
+                    out[:, self.lfe_row] = tracks[:, list(self.setup.lfe_tracks)].sum(axis=1)
+
+        self._in_groups(rows_of)
+
+    def _extend(self, n: int) -> np.ndarray:
+        """Lengthen :attr:`buffer` by ``n`` frames (not initialised) and return them: the
+        buffer is a view of a larger storage, moved to its start when the storage's end is
+        reached (no copy of the whole buffer at every call)."""
+        used = len(self.buffer)
+        if self._offset + used + n > len(self._storage):
+            storage = self._storage
+            if used + n > len(storage):
+                storage = np.empty((max(2 * len(storage), used + n), self.n_rows), np.float32)
+            storage[:used] = self.buffer  # overlapping moves are buffered by numpy
+            self._storage, self._offset = storage, 0
+        self.buffer = self._storage[self._offset:self._offset + used + n]
+        return self.buffer[used:]
 
     def process(self, mixed: np.ndarray, tracks: np.ndarray) -> np.ndarray:
         """mixed (n, mixer width), tracks (n, >= n_tracks) float32 -> (m, 2) float32."""
         tracks = np.asarray(tracks, np.float32)
-        self.buffer = np.concatenate([self.buffer, self._sources(tracks, self.frames_in)])
+        self._sources(tracks, self.frames_in, self._extend(len(tracks)))
         self.frames_in += len(tracks)
         if self.n_virtual:
             mixed = np.asarray(mixed, np.float32)
@@ -862,7 +888,7 @@ class BinauralStage:
                 hops = -(-(self.frames_in - self.frames_out) // self.hop)
                 pad = self.overlap + hops * self.hop - len(self.buffer)
                 if pad > 0:
-                    self.buffer = np.pad(self.buffer, ((0, pad), (0, 0)))
+                    self._extend(pad)[:] = 0.0
                 outputs.append(self._call(hops))
             else:
                 break
@@ -912,6 +938,7 @@ class BinauralStage:
             frames = ops.crossfade(frames, [runs[r][1] - 1 for r in updates], new)
         consumed = k_hops * hop
         self.buffer = self.buffer[consumed:]
+        self._offset += consumed
         self.start += consumed
         self.hop_index += k_hops
         self.frames_out += consumed
