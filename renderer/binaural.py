@@ -86,6 +86,7 @@ from renderer.plan import GainPlan, build_gain_plan
 from renderer.screen import point_cart_to_polar
 from renderer.segment_store import SegmentSource, SegmentWindow
 from renderer.timing import Segments, block_timings, segments_for_track
+from renderer.workers import available_cpus
 
 if TYPE_CHECKING:
     from renderer.hrtf import HrtfModel, HrtfSet
@@ -721,7 +722,7 @@ class BinauralStage:
         # (B, rows, 2)
         # rows in groups convolved in parallel threads on a CPU host: the point sources
         # split evenly, the virtual loudspeakers and LFE with the last group
-        cores = os.cpu_count() or 1
+        cores = available_cpus()
         n_groups = max(1, min(cores, _MAX_ROW_GROUPS, self.n_point)) if backend == "numpy" \
             else 1
         edges = np.linspace(0, self.n_point, n_groups + 1).round().astype(int)

@@ -20,16 +20,20 @@ from typing import Generic, TypeVar
 _T = TypeVar("_T")
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def can_fork() -> bool:
     """Whether this machine can run a child process on another core: a POSIX fork and at
     least two CPUs available to this process."""
     if not hasattr(os, "fork") or sys.platform == "darwin":  # fork is unsafe on macOS
         return False
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    return cpus >= 2
+    return available_cpus() >= 2
 
 
 class ForkedCall(Generic[_T]):
