@@ -212,6 +212,35 @@ def test_moving_object_does_not_click():
     assert np.abs(np.diff(y, axis=0)).max() <= 1.2 * static_steps
 
 
+def test_rows_convolved_in_parallel_groups_give_the_one_group_render(monkeypatch):
+    # six point sources in three row groups: the first group's two are static (their
+    # filters never change while the others' do), the rest move and jump; the output is
+    # the sum of the groups' shares, so it must equal the render of one group of all rows
+    import renderer.binaural as binaural
+
+    b = AdmBuilder("p")
+    for k, az in enumerate((30.0, -110.0)):
+        b.add_object(f"static{k}", [ObjectsBlockSpec((az, 0.0))], k + 1)
+    for k in range(4):
+        b.add_object(f"mover{k}", [
+            ObjectsBlockSpec((20.0 * k, 0.0), rtime=0, duration=Fraction(1, 10)),
+            ObjectsBlockSpec((90.0 - 40 * k, 10.0 * k), rtime=Fraction(1, 10),
+                             duration=Fraction(4, 10)),
+            ObjectsBlockSpec((-60.0 + 30 * k, 0.0), rtime=Fraction(1, 2),
+                             duration=Fraction(1, 2), jump=True, interpolation_length=0),
+        ], k + 3)
+    doc, _ = b.build()
+    items = select_items(doc)
+    x = _noise(SR, 6)
+    monkeypatch.setattr(binaural, "available_cpus", lambda: 3)
+    monkeypatch.setattr(binaural, "_MAX_ROW_GROUPS", 3)
+    grouped = render_binaural_array(items, x, SR, backend="numpy")
+    monkeypatch.setattr(binaural, "_MAX_ROW_GROUPS", 1)
+    single = render_binaural_array(items, x, SR, backend="numpy")
+    assert np.abs(single).max() > 0.05
+    np.testing.assert_allclose(grouped, single, atol=1e-5)
+
+
 def test_lfe_goes_to_both_ears_at_the_documented_level():
     b = AdmBuilder("p")
     b.add_direct_speakers("bed", [1, 2, 3, 4, 5, 6], pack_format_id="AP_00010003")  # 5.1
