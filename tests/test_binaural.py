@@ -139,12 +139,17 @@ def test_measured_direction_of_synthetic_set_gives_its_delays_and_levels():
     np.testing.assert_allclose(y[25:, 1], x[:n - 25, 0] / g, atol=2e-5)
 
 
-def test_kemar_measured_direction_reproduces_its_hrir():
-    n = 24000
+def _kemar_render_and_reference(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 2) renders of noise from azimuth 30 (a measured KEMAR direction): dubstage's, and
+    the linear convolution of the noise with that direction's HRIR (numpy)."""
     x = _noise(n)[:, 0]
     y = render_binaural_array(_static(30.0), x[:, None], SR)
     h = _kemar_hrir(30.0, 0.0)
-    ref = np.stack([np.convolve(x, h[e])[:n] for e in range(2)], axis=1)
+    return y, np.stack([np.convolve(x, h[e])[:n] for e in range(2)], axis=1)
+
+
+def test_kemar_measured_direction_reproduces_its_hrir():
+    y, ref = _kemar_render_and_reference(24000)
     itd_out = _lag(y[:, 0], y[:, 1]) / SR
     itd_ref = _lag(ref[:, 0], ref[:, 1]) / SR
     assert itd_ref > 100e-6  # source on the left: the right ear lags
@@ -160,11 +165,7 @@ def test_kemar_measured_direction_equals_direct_convolution_across_calls():
     # 70,000 frames: several calls of the streaming overlap-save convolution and a partial
     # last one; at a measured direction the filter is that HRIR, so the render is the plain
     # linear convolution with it (float32 rounding only)
-    n = 70000
-    x = _noise(n)[:, 0]
-    y = render_binaural_array(_static(30.0), x[:, None], SR)
-    h = _kemar_hrir(30.0, 0.0)
-    ref = np.stack([np.convolve(x, h[e])[:n] for e in range(2)], axis=1)
+    y, ref = _kemar_render_and_reference(70000)
     error_db = 10 * np.log10(((y - ref) ** 2).mean() / (ref ** 2).mean())
     assert error_db < -100.0
 
