@@ -1429,7 +1429,6 @@ def parse_adm_elements(data: bytes | str | FileRegion, source: str = "<axml>",
     document were parsed first: an XML syntax error or an entity declaration anywhere wins
     over the first content error, which is held back until the end of the document.
     """
-    ctx = _Ctx(source, strict)
     if isinstance(data, FileRegion):
         region = data
         start, stop = region.unpadded_range()
@@ -1437,6 +1436,17 @@ def parse_adm_elements(data: bytes | str | FileRegion, source: str = "<axml>",
             raise AdmError(f"{source}: empty XML document")
         if region.declares_entities(start, stop):
             raise AdmError(f"{source}: entity declarations are not allowed in ADM XML")
+        if defer is TypeDefinition.Objects and not is_common_definition:
+            # the whole text checked first (its syntax errors win), then parsed without the
+            # Objects blocks, if they can be cut out safely
+            _check_well_formed(region, start, stop, source)
+            cut = _without_objects_blocks(region, start, stop)
+            if cut is not None:
+                try:
+                    return _read_elements(_Ctx(source, strict), _ByteRange(cut, 0, len(cut)),
+                                          is_common_definition, defer, None)
+                except _CutNotParsed:
+                    pass  # (never for a well-formed text) parse it whole
         stream = region.reader(start, stop)
     else:
         if isinstance(data, str):
@@ -1449,7 +1459,25 @@ def parse_adm_elements(data: bytes | str | FileRegion, source: str = "<axml>",
         if _declares_entities(data, start, stop):
             raise AdmError(f"{source}: entity declarations are not allowed in ADM XML")
         stream = _ByteRange(data, start, stop)
-    common = is_common_definition
+    whole = data  # for the message of a syntax error
+
+    def text() -> bytes:
+        return whole.read_at(start, stop) if isinstance(whole, FileRegion) \
+            else whole[start:stop]
+
+    return _read_elements(_Ctx(source, strict), stream, is_common_definition, defer, text)
+
+
+class _CutNotParsed(Exception):
+    """The text with its Objects blocks cut out did not parse (see parse_adm_elements)."""
+
+
+def _read_elements(ctx: _Ctx, stream: Any, common: bool, defer: TypeDefinition | None,
+                   text: Callable[[], bytes] | None) -> AdmDocument:
+    """The elements of the XML read from ``stream`` (see :func:`parse_adm_elements`);
+    ``text()`` gives the whole text for the message of a syntax error; None: a syntax error
+    raises :class:`_CutNotParsed`."""
+    source, strict = ctx.source, ctx.strict
     programmes: list[AudioProgramme] = []
     contents: list[AudioContent] = []
     objects: list[AudioObject] = []
@@ -1509,9 +1537,9 @@ def parse_adm_elements(data: bytes | str | FileRegion, source: str = "<axml>",
                 except AdmError as exc:
                     error = exc
         except etree.XMLSyntaxError as exc:
-            text = (data.read_at(start, stop) if isinstance(data, FileRegion)
-                    else data[start:stop])
-            raise _syntax_error(source, text, exc) from None
+            if text is None:
+                raise _CutNotParsed() from None
+            raise _syntax_error(source, text(), exc) from None
     root = events.root
     if root is None:
         raise AdmError(f"{source}: empty XML document")
@@ -1651,6 +1679,9 @@ _CHANNEL_CHILD_RE = re.compile(
 # a child of an audioBlockFormat without sub-elements: (local name, attributes, text)
 _BLOCK_CHILD_RE = re.compile(rf"<{_PREFIX}({_NAME}){_ATTRS}\s*(?:/>|>([^<]*)</[^>]*>)")
 _NESTED_CHANNEL_RE = re.compile(rf"<{_PREFIX}audioChannelFormat[\s/>]".encode())
+# what the first parse's cutting looks for: markup other than elements, or a channel
+_CUT_SCAN_RE = re.compile(rf"<[!?]|<{_PREFIX}audioChannelFormat[\s/>]".encode())
+_BLOCK_START_RE = re.compile(rf"<{_PREFIX}audioBlockFormat[\s/>]".encode())
 _XML_DECLARATION_RE = re.compile(rb"<\?xml\s[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
 _UTF8_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _ATTR_SPACES = str.maketrans("\t\n", "  ")  # attribute-value normalisation (XML 1.0 3.3.3)
@@ -1872,6 +1903,130 @@ def _text(raw: bytes) -> str:
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
+
+
+class _NoTarget:
+    """An lxml parser target that builds nothing: the parse only checks well-formedness."""
+
+    def close(self) -> None:
+        return None
+
+
+def _check_well_formed(region: FileRegion, start: int, stop: int, source: str) -> None:
+    """Raise the :func:`_syntax_error` of bytes ``[start, stop)`` if they are not well-formed
+    XML (libxml2, the options of every parse here, read in pieces, no tree built)."""
+    parser = etree.XMLParser(target=_NoTarget(), **_PARSER_OPTIONS)
+    try:
+        for piece_start in range(start, stop, _SCAN_STEP):
+            parser.feed(region.read_at(piece_start, min(stop, piece_start + _SCAN_STEP)))
+        parser.close()
+    except etree.XMLSyntaxError as exc:
+        raise _syntax_error(source, region.read_at(start, stop), exc) from None
+
+
+def _is_objects_channel(attrs: dict[str, str]) -> bool:
+    """Whether a start tag's attributes make an Objects audioChannelFormat (read as
+    :func:`_type_definition` reads them; anything it refuses is not)."""
+    try:
+        return _type_definition(_Ctx("", False), attrs, "") is TypeDefinition.Objects
+    except AdmError:
+        return False
+
+
+def _last_block_end(buf: bytes, start: int, stop: int) -> int | None:
+    """The end of the last audioBlockFormat end tag (or empty-element tag) in
+    ``buf[start:stop]`` of a text without comments or CDATA; None if the last mention of the
+    name is not such a tag."""
+    name = buf.rfind(b"audioBlockFormat", start, stop)
+    lt = buf.rfind(b"<", start, name) if name >= 0 else -1
+    tag = _TAG_RE.match(buf, lt) if lt >= 0 else None
+    if tag is None or tag.end() <= name or tag.end() > stop \
+            or tag.group(3) != b"audioBlockFormat" or not (tag.group(1) or tag.group(5)):
+        return None
+    return tag.end()
+
+
+def _without_objects_blocks(region: FileRegion, start: int, stop: int) -> bytes | None:
+    """The well-formed document ``[start, stop)`` with the audioBlockFormats of its Objects
+    audioChannelFormats replaced by their line ends (line numbers stay as they were), for
+    the first parse of a document whose Objects blocks are deferred: libxml2 then builds
+    the few thousand structural elements, not the blocks' hundreds of thousands.
+
+    In each Objects channel, everything from its first block's start tag to its last block's
+    end tag goes, elements between blocks included (:func:`iter_channel_formats` reads the
+    channel again, whole). None (nothing cut) for a text with comments, CDATA, processing
+    instructions other than the XML declaration, a DOCTYPE, or an encoding other than
+    UTF-8. Memory: the largest channel and the text kept.
+    """
+    chunks = _Chunks(region, start, stop)
+    chunks.more(0)
+    buf = chunks.buf
+    if buf.startswith((b"\xfe\xff", b"\xff\xfe", b"\x00")):
+        return None  # UTF-16 or UTF-32
+    first_tag = 3 if buf.startswith(b"\xef\xbb\xbf") else 0  # where a declaration may be
+    pieces: list[bytes] = []
+    i = emitted = 0  # scanned up to i; buf[:emitted] is in pieces
+
+    def read_on(keep: int) -> bool:
+        """Move on to the next piece of text, keeping buf[keep:]."""
+        nonlocal buf, i, emitted, first_tag
+        old, old_emitted = buf, emitted
+        if not chunks.more(keep):
+            return False
+        pieces.append(old[old_emitted:keep])
+        buf, i, emitted, first_tag = chunks.buf, 0, 0, -1
+        return True
+
+    while True:
+        found = _CUT_SCAN_RE.search(buf, i)
+        if found is None or len(buf) - found.start() < 512:  # a tag may go on: read more
+            if read_on(max(i, len(buf) - 512) if found is None else found.start()):
+                continue
+            if found is None:  # the end of the text
+                pieces.append(buf[emitted:])
+                return b"".join(pieces)
+        lt = found.start()
+        if buf[lt + 1:lt + 2] == b"?":  # only the XML declaration, at the very start
+            declaration = _XML_DECLARATION_RE.match(buf, lt)
+            end = buf.find(b"?>", lt)
+            if lt != first_tag or end < 0 or (declaration is not None and declaration.group(1)
+                                              .decode("ascii", "replace").strip().lower()
+                                              not in _UTF8_ENCODINGS):
+                return None
+            i = end + 2
+            continue
+        if buf[lt + 1:lt + 2] == b"!":
+            return None  # a comment, CDATA or DOCTYPE: their text could look like tags
+        tag = _TAG_RE.match(buf, lt)  # an audioChannelFormat start tag
+        if tag is None:
+            return None
+        i = tag.end()
+        if tag.group(5) or b"&" in tag.group(4):
+            continue
+        try:
+            if not _is_objects_channel(_raw_attrs(_text(tag.group(4)))):
+                continue
+        except UnicodeDecodeError:
+            return None
+        close = _close_tag(tag.group(2)).search(buf, tag.end())
+        if close is None:  # the channel goes on: read it whole, from its start tag
+            if read_on(lt):
+                continue
+            return None
+        body_start, body_end = tag.end(), close.start()
+        i = close.end()
+        if buf.find(b"<!", body_start, body_end) >= 0 or buf.find(b"<?", body_start,
+                                                                 body_end) >= 0:
+            return None
+        if _NESTED_CHANNEL_RE.search(buf, body_start, body_end) is not None:
+            i = body_start
+            continue
+        first = _BLOCK_START_RE.search(buf, body_start, body_end)
+        last = _last_block_end(buf, body_start, body_end)
+        if first is not None and last is not None and last > first.start():
+            pieces.append(buf[emitted:first.start()])
+            pieces.append(b"\n" * buf.count(b"\n", first.start(), last))
+            emitted = last
 
 
 def _raw_channels(ctx: _Ctx, region: FileRegion,

@@ -23,7 +23,14 @@ from adm.model import (
     PolarPosition,
     TypeDefinition,
 )
-from adm.xml import FileRegion, _Ctx, _raw_channels, iter_channel_formats, parse_adm_xml
+from adm.xml import (
+    FileRegion,
+    _Ctx,
+    _raw_channels,
+    _without_objects_blocks,
+    iter_channel_formats,
+    parse_adm_xml,
+)
 from adm.xml_write import adm_to_xml
 
 NS = "urn:ebu:metadata-schema:ebuCore_2016"
@@ -320,3 +327,121 @@ def test_bad_values_raise_as_the_full_parse(tmp_path: Path, body: str) -> None:
 def test_bad_time_raises_as_the_full_parse(tmp_path: Path) -> None:
     data = _wrap(_channel("AC_00031001", _block(0, _polar(1.0), rtime="00:61:00.0")))
     assert "rtime" in _check_error(tmp_path, data)
+
+
+# --------------------------------------------------------------------------------------------
+# the first parse of a file, which defers the Objects blocks: the text is checked whole, then
+# parsed with the Objects channels' blocks cut out (adm.xml._without_objects_blocks)
+# --------------------------------------------------------------------------------------------
+
+
+def _deferred(tmp_path: Path, data: bytes):
+    """The deferred first parse of ``data`` from a file region (blocks cut out of the text)
+    and from the bytes (the whole text read by lxml, nothing cut)."""
+    region = _region(tmp_path, data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from_file = parse_adm_xml(region, defer=TypeDefinition.Objects)
+            from_bytes = parse_adm_xml(data, defer=TypeDefinition.Objects)
+    finally:
+        os.close(region.fd)
+    return from_file, from_bytes
+
+
+def _cut(tmp_path: Path, data: bytes) -> bytes | None:
+    region = _region(tmp_path, data)
+    try:
+        return _without_objects_blocks(region, 0, len(data))
+    finally:
+        os.close(region.fd)
+
+
+def _bed(p: str = "") -> str:
+    return (f'<{p}audioChannelFormat audioChannelFormatID="AC_00011001" '
+            f'audioChannelFormatName="L" typeDefinition="DirectSpeakers">'
+            f'<{p}audioBlockFormat audioBlockFormatID="AB_00011001_00000001">'
+            f'<{p}speakerLabel>M+030</{p}speakerLabel>{_polar(30.0, p=p)}'
+            f"</{p}audioBlockFormat></{p}audioChannelFormat>")
+
+
+@pytest.mark.parametrize("layout", ["ebucore", "prefixed", "bare"])
+def test_first_parse_without_objects_blocks_equals_the_whole_parse(tmp_path: Path,
+                                                                   layout: str) -> None:
+    p = "adm:" if layout == "prefixed" else ""
+    blocks = "\n".join(_block(n, _polar(10.0 * n, p=p), p=p) for n in range(5))
+    frequency = f'<{p}frequency typeDefinition="lowPass">120</{p}frequency>'
+    data = _wrap(_channel("AC_00031001", blocks, p=p, extra=frequency) + "\n" + _bed(p)
+                 + "\n" + _channel("AC_00031002", "\n" + blocks + "\n", p=p), layout)
+    cut = _cut(tmp_path, data)
+    assert cut is not None
+    # the Objects blocks are gone, line ends kept; the DirectSpeakers block stays
+    assert cut.count(b"\n") == data.count(b"\n")
+    assert cut.count(b"audioBlockFormatID=") == 1 and b"AB_00011001_00000001" in cut
+    from_file, from_bytes = _deferred(tmp_path, data)
+    assert from_file == from_bytes
+    assert from_file.get("AC_00031001").frequency.low_pass == 120.0
+
+
+def test_first_parse_of_a_built_master_equals_the_whole_parse(tmp_path: Path) -> None:
+    doc, _ = _built_doc()
+    data = adm_to_xml(doc)
+    assert len(_cut(tmp_path, data)) < len(data)
+    from_file, from_bytes = _deferred(tmp_path, data)
+    assert from_file == from_bytes
+
+
+def test_syntax_error_inside_an_objects_block_is_found_by_the_first_parse(
+        tmp_path: Path) -> None:
+    data = _wrap(_channel("AC_00031001", _block(0, _polar(1.0)) + "\n"
+                          + _block(1, _polar(2.0) + "<gain>1</gian>")))
+    region = _region(tmp_path, data)
+    try:
+        with pytest.raises(AdmError) as from_file:
+            parse_adm_xml(region, defer=TypeDefinition.Objects)
+    finally:
+        os.close(region.fd)
+    with pytest.raises(AdmError) as whole:
+        parse_adm_xml(data)
+    # lines: declaration, root, wrappers, the channel and first block, the second block
+    assert "XML syntax error at line 5" in str(whole.value)
+    assert str(from_file.value) == str(whole.value)
+
+
+def test_errors_after_the_cut_blocks_name_the_same_lines(tmp_path: Path) -> None:
+    blocks = "\n".join(_block(n, _polar(10.0 * n)) for n in range(4))
+    bad_object = ('<audioObject audioObjectID="AO_1001" audioObjectName="o">'
+                  "<gain>loud</gain></audioObject>")
+    data = _wrap(_channel("AC_00031001", blocks) + "\n" + bad_object)
+    region = _region(tmp_path, data)
+    try:
+        with pytest.raises(AdmError) as from_file:
+            parse_adm_xml(region, defer=TypeDefinition.Objects)
+    finally:
+        os.close(region.fd)
+    with pytest.raises(AdmError) as whole:
+        parse_adm_xml(data, defer=TypeDefinition.Objects)
+    # lines: declaration, root, wrappers, the channel's 4 blocks (lines 4-7), the object
+    assert "line 8: AO_1001" in str(whole.value)
+    assert str(from_file.value) == str(whole.value)
+
+
+@pytest.mark.parametrize("markup", ["<!-- a note -->", "<![CDATA[ text ]]>",
+                                    "<?app data?>"])
+def test_first_parse_cuts_nothing_from_comments_cdata_or_instructions(tmp_path: Path,
+                                                                      markup: str) -> None:
+    data = _wrap(_channel("AC_00031001", markup + _block(0, _polar(1.0))))
+    assert _cut(tmp_path, data) is None
+    from_file, from_bytes = _deferred(tmp_path, data)
+    assert from_file == from_bytes
+
+
+def test_first_parse_falls_back_when_the_cut_would_break_the_text(tmp_path: Path) -> None:
+    # the last block sits inside an unknown element: cutting from the first block to it
+    # would leave that element's end tag alone; the whole text is parsed instead
+    blocks = (_block(0, _polar(1.0)) + "\n<other>" + _block(1, _polar(2.0)) + "</other>")
+    data = _wrap(_channel("AC_00031001", blocks))
+    cut = _cut(tmp_path, data)
+    assert cut is not None and b"</other>" in cut and b"<other>" not in cut
+    from_file, from_bytes = _deferred(tmp_path, data)
+    assert from_file == from_bytes
