@@ -1933,6 +1933,18 @@ def _is_objects_channel(attrs: dict[str, str]) -> bool:
         return False
 
 
+def _has_markup(buf: bytes, start: int, stop: int) -> bool:
+    """Whether ``buf[start:stop]`` has a comment, CDATA, DOCTYPE or processing instruction
+    ("<!" or "<?"; the rare "!" and "?" are searched, not the frequent "<")."""
+    for mark in (b"!", b"?"):
+        at = buf.find(mark, start + 1, stop)
+        while at >= 0:
+            if buf[at - 1] == 0x3C:  # "<"
+                return True
+            at = buf.find(mark, at + 1, stop)
+    return False
+
+
 def _last_block_end(buf: bytes, start: int, stop: int) -> int | None:
     """The end of the last audioBlockFormat end tag (or empty-element tag) in
     ``buf[start:stop]`` of a text without comments or CDATA; None if the last mention of the
@@ -2015,10 +2027,9 @@ def _without_objects_blocks(region: FileRegion, start: int, stop: int) -> bytes 
             return None
         body_start, body_end = tag.end(), close.start()
         i = close.end()
-        if buf.find(b"<!", body_start, body_end) >= 0 or buf.find(b"<?", body_start,
-                                                                 body_end) >= 0:
+        if _has_markup(buf, body_start, body_end):
             return None
-        if _NESTED_CHANNEL_RE.search(buf, body_start, body_end) is not None:
+        if buf.find(_CHANNEL_B, body_start, body_end) >= 0:  # a channel inside? scan it
             i = body_start
             continue
         first = _BLOCK_START_RE.search(buf, body_start, body_end)
