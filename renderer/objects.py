@@ -98,6 +98,9 @@ GAIN_BATCH = 16384
 """Blocks per call of the batched gain kernels (a power of two: one compiled shape)."""
 
 
+_BATCH_SIZES: dict[object, int] = {}  # the largest batch size used by each gain kernel
+
+
 def _bucket(n: int) -> int:
     size = 1024
     while size < n:
@@ -168,8 +171,12 @@ def object_block_gains(
             continue
         # batches of one size, so that one or two compiled shapes serve every file and the
         # kernels' working memory does not grow with it: GAIN_BATCH rows, the last batch
-        # overlapping the one before it; a few rows (small files) in 1024s
+        # overlapping the one before it; a few rows (small files) in 1024s, unless this
+        # process has compiled a larger size already (a batch's few last blocks would
+        # otherwise cost a compilation of their own)
         size = GAIN_BATCH if len(rows) > GAIN_BATCH // 16 else _bucket(len(rows))
+        size = max(size, _BATCH_SIZES.get(function, 0))
+        _BATCH_SIZES[function] = size
         for begin in range(0, len(rows), size):
             chunk = rows[max(0, min(begin, len(rows) - size)):begin + size]
             pad = size - len(chunk)
