@@ -65,7 +65,7 @@ def _mix_batch(data, hold_gains, track, rel_first, rel_last, p_first, step, kind
     :func:`decode_samples`). hold_gains: (K, T, n_out) gains of whole-sub-block holds.
     Partial columns, (K, C) each: track index, range ``[rel_first, rel_last)`` within the
     sub-block, interpolation factor at ``rel_first`` and its step per sample, kind (HOLD,
-    FADE_OUT, FADE_IN); gains (K, C, n_out). Returns (K, M, n_out).
+    FADE_OUT, FADE_IN); gains (K, C, n_out). Returns (K * M, n_out).
     """
     x = decode_samples(data, encoding, n_tracks)
     dense = jnp.einsum("kmt,kto->kmo", x, hold_gains)
@@ -77,7 +77,8 @@ def _mix_batch(data, hold_gains, track, rel_first, rel_last, p_first, step, kind
     weight = jnp.where(kind == HOLD, 1.0, jnp.where(kind == FADE_OUT, 1.0 - p, p))
     columns = jnp.take_along_axis(x, track[:, None, :], axis=2)
     a = jnp.where(inside, columns * weight, 0.0)
-    return dense + jnp.einsum("kmc,kco->kmo", a, gains)
+    out = dense + jnp.einsum("kmc,kco->kmo", a, gains)
+    return out.reshape(-1, out.shape[-1])
 
 
 def _bucket(n: int) -> int:
@@ -143,15 +144,8 @@ class Mixer:
         full = is_hold & (full_hi > full_lo)
         full_segments = segment[full]
         tracks = segs.track[full_segments]
-        index = np.concatenate([full_lo[full], full_hi[full]]) * self.n_tracks
-        index += np.concatenate([tracks, tracks])
-        hold_values = segs.gains_to[full_segments].astype(np.float64)
-        weights = np.concatenate([hold_values, -hold_values])
-        size = (k_count + 1) * self.n_tracks
-        diff = np.stack([np.bincount(index, weights[:, o], size)
-                         for o in range(self.n_outputs)], axis=1)
-        diff = diff.reshape(k_count + 1, self.n_tracks, self.n_outputs)
-        hold_gains = np.cumsum(diff[:k_count], axis=0).astype(np.float32)
+        hold_gains = self._hold_gains(full_lo[full], full_hi[full], tracks,
+                                      segs.gains_to[full_segments])
 
         # Partial columns: ramps in every sub-block they touch; holds where they start or
         # end inside a sub-block.
@@ -203,7 +197,31 @@ class Mixer:
             table(e_kind, np.int32),
             table(e_gains, np.float32, (self.n_outputs,)),
             encoding=encoding, n_tracks=self.n_tracks,
-        ).reshape(self.frames_per_call, self.n_outputs)
+        )
+
+    def _hold_gains(self, lo: np.ndarray, hi: np.ndarray, tracks: np.ndarray,
+                    gains: np.ndarray) -> np.ndarray:
+        """(sub_blocks, n_tracks, n_outputs) float32 gains of the holds covering whole
+        sub-blocks ``[lo, hi)`` of ``tracks`` (H,) with ``gains`` (H, n_outputs). Where no two
+        holds of one track share a sub-block (the usual case) each gain is placed as it is;
+        otherwise they are summed (in float64) through a difference array over sub-blocks."""
+        k_count, n_tracks = self.sub_blocks, self.n_tracks
+        span = hi - lo
+        sub_block = np.repeat(lo, span) + (np.arange(int(span.sum()))
+                                           - np.repeat(np.cumsum(span) - span, span))
+        cell = sub_block * n_tracks + np.repeat(tracks, span)
+        out = np.zeros((k_count * n_tracks, self.n_outputs), np.float32)
+        if len(cell) and np.bincount(cell, minlength=1).max() > 1:
+            index = np.concatenate([lo * n_tracks + tracks, hi * n_tracks + tracks])
+            values = np.asarray(gains, np.float64)
+            weights = np.concatenate([values, -values])
+            size = (k_count + 1) * n_tracks
+            diff = np.stack([np.bincount(index, weights[:, o], size)
+                             for o in range(self.n_outputs)], axis=1)
+            diff = diff.reshape(k_count + 1, n_tracks, self.n_outputs)
+            return np.cumsum(diff[:k_count], axis=0).astype(np.float32)
+        out[cell] = np.repeat(np.asarray(gains, np.float32), span, axis=0)
+        return out.reshape(k_count, n_tracks, self.n_outputs)
 
     def mix(self, x: np.ndarray, encoding: str = "float") -> np.ndarray:
         """Mix the next batch and wait for it: (len(x), n_outputs) float32."""
