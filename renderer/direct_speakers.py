@@ -25,7 +25,6 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-import jax
 import numpy as np
 
 from adm.model import (
@@ -39,8 +38,8 @@ from adm.model import (
     ScreenEdgeLock,
 )
 from layouts.model import Layout, LayoutError, polar_to_cartesian
-from renderer.allocentric import AllocentricPanner, allocentric_gains, configure_allocentric
-from renderer.point_source import PointSourcePanner, cached_point_source, point_source_gains
+from renderer.allocentric import AllocentricPanner, configure_allocentric
+from renderer.point_source import PointSourcePanner, cached_point_source
 from renderer.screen import ScreenEdges, screen_edges
 
 __all__ = [
@@ -464,10 +463,6 @@ def _lock_to_screen_edge(edges: ScreenEdges | None, lock: ScreenEdgeLock | None,
 # Gains
 # --------------------------------------------------------------------------------------------
 
-_point_source_jit = jax.jit(point_source_gains)
-_allocentric_jit = jax.jit(allocentric_gains)
-
-
 def _mapping_rule_gains(panner: DirectSpeakersPanner, block: DirectSpeakersBlock,
                         pack_format_ids: tuple[str, ...]) -> np.ndarray | None:
     if not pack_format_ids or not block.speaker_labels:
@@ -590,9 +585,11 @@ def direct_speakers_gains(
         if "LFE1" in panner.channel_names:
             out[panner.channel_names.index("LFE1")] = 1.0
         return out
+    from renderer.objects import point_gains  # (objects builds on this module's panners)
+
     if cartesian:
-        panned = _allocentric_jit(panner.allocentric, target)
+        panned = point_gains(panner.allocentric, target)
     else:
-        panned = _point_source_jit(panner.point_source, target)
-    out[~panner.is_lfe] = np.asarray(panned, dtype=float)
+        panned = point_gains(panner.point_source, [az, el, pos.distance.value])
+    out[~panner.is_lfe] = panned[0]
     return out

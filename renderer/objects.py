@@ -108,6 +108,48 @@ def _bucket(n: int) -> int:
     return size
 
 
+def _in_batches(kernel, configured, coords: np.ndarray, scale: np.ndarray,
+                minimum: int = 0) -> np.ndarray:
+    """``kernel(configured, coords, scale)`` (:func:`_polar_block_gains` or
+    :func:`_cartesian_block_gains`) of rows ``coords`` (N, 3), ``scale`` (N,): (N,
+    n_speakers). In batches of one size, so that one or two compiled shapes serve every file
+    and the kernels' working memory does not grow with it: GAIN_BATCH rows, the last batch
+    overlapping the one before it; a few rows (small files) in 1024s, unless this process
+    has compiled a larger size already (a few rows would otherwise cost a compilation of
+    their own), or than ``minimum``."""
+    n = len(coords)
+    size = GAIN_BATCH if n > GAIN_BATCH // 16 else _bucket(n)
+    size = max(size, minimum, _BATCH_SIZES.get(kernel, 0))
+    _BATCH_SIZES[kernel] = size
+    out = None
+    for begin in range(0, n, size):
+        chunk = slice(max(0, min(begin, n - size)), begin + size)
+        rows = coords[chunk]
+        pad = size - len(rows)
+        result = np.asarray(kernel(
+            configured,
+            np.pad(rows, ((0, pad), (0, 0)), constant_values=1.0).astype(np.float32),
+            np.pad(scale[chunk], (0, pad)).astype(np.float32)))[:len(rows)]
+        if out is None:
+            out = np.zeros((n, result.shape[1]))
+        out[chunk] = result
+    return out
+
+
+def point_gains(configured: PointSourcePanner | AllocentricPanner,
+                coords: np.ndarray) -> np.ndarray:
+    """Plain point-source gains of positions ``coords`` (N, 3) with a configured panner: for
+    a :class:`PointSourcePanner`, azimuth, elevation (degrees) and distance; for an
+    :class:`AllocentricPanner`, X, Y, Z (clipped to the unit cube). Returns (N, n_speakers)
+    over the non-LFE loudspeakers, through the compiled kernels of the Objects blocks, in
+    batches of their large size (so that a DirectSpeakers channel panned between loudspeakers
+    costs no compilation of its own in a file with objects)."""
+    kernel = (_cartesian_block_gains if isinstance(configured, AllocentricPanner)
+              else _polar_block_gains)
+    coords = np.asarray(coords, np.float64).reshape(-1, 3)
+    return _in_batches(kernel, configured, coords, np.ones(len(coords)), GAIN_BATCH)
+
+
 def block_parameters(blocks: Sequence[ObjectsBlock]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """coords (B, 3), cartesian (B,) bool, block gain (B,) (linear)."""
     coords = np.zeros((len(blocks), 3))
@@ -167,25 +209,8 @@ def object_block_gains(
         (cartesian & ~full, _cartesian_block_gains, lambda: panner.allocentric),
     ):
         rows = np.flatnonzero(mask)
-        if len(rows) == 0:
-            continue
-        # batches of one size, so that one or two compiled shapes serve every file and the
-        # kernels' working memory does not grow with it: GAIN_BATCH rows, the last batch
-        # overlapping the one before it; a few rows (small files) in 1024s, unless this
-        # process has compiled a larger size already (a batch's few last blocks would
-        # otherwise cost a compilation of their own)
-        size = GAIN_BATCH if len(rows) > GAIN_BATCH // 16 else _bucket(len(rows))
-        size = max(size, _BATCH_SIZES.get(function, 0))
-        _BATCH_SIZES[function] = size
-        for begin in range(0, len(rows), size):
-            chunk = rows[max(0, min(begin, len(rows) - size)):begin + size]
-            pad = size - len(chunk)
-            result = function(
-                configured(),
-                np.pad(coords[chunk], ((0, pad), (0, 0)), constant_values=1.0).astype(np.float32),
-                np.pad(scale[chunk], (0, pad)).astype(np.float32),
-            )
-            speaker_gains[chunk] = np.asarray(result)[:len(chunk)]
+        if len(rows):
+            speaker_gains[rows] = _in_batches(function, configured(), coords[rows], scale[rows])
     if full.any():
         chosen = [b for b, f in zip(blocks, full) if f]
         speaker_gains[full] = _full_pipeline_gains(
