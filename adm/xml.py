@@ -1681,6 +1681,7 @@ _BLOCK_CHILD_RE = re.compile(rf"<{_PREFIX}({_NAME}){_ATTRS}\s*(?:/>|>([^<]*)</[^
 _NESTED_CHANNEL_RE = re.compile(rf"<{_PREFIX}audioChannelFormat[\s/>]".encode())
 # what the first parse's cutting looks for: markup other than elements, or a channel
 _CUT_SCAN_RE = re.compile(rf"<[!?]|<{_PREFIX}audioChannelFormat[\s/>]".encode())
+_CUT_KEEP_LIMIT = 1 << 26  # bytes of text kept by the cut, at most (64 MiB)
 _BLOCK_START_RE = re.compile(rf"<{_PREFIX}audioBlockFormat[\s/>]".encode())
 _XML_DECLARATION_RE = re.compile(rb"<\?xml\s[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
 _UTF8_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
@@ -1968,7 +1969,8 @@ def _without_objects_blocks(region: FileRegion, start: int, stop: int) -> bytes 
     end tag goes, elements between blocks included (:func:`iter_channel_formats` reads the
     channel again, whole). None (nothing cut) for a text with comments, CDATA, processing
     instructions other than the XML declaration, a DOCTYPE, or an encoding other than
-    UTF-8. Memory: the largest channel and the text kept.
+    UTF-8, and where more than ``_CUT_KEEP_LIMIT`` bytes would be kept (the whole text is
+    then parsed as a stream). Memory: the largest channel and the text kept.
     """
     chunks = _Chunks(region, start, stop)
     chunks.more(0)
@@ -1986,17 +1988,23 @@ def _without_objects_blocks(region: FileRegion, start: int, stop: int) -> bytes 
         if not chunks.more(keep):
             return False
         pieces.append(old[old_emitted:keep])
-        buf, i, emitted, first_tag = chunks.buf, 0, 0, -1
+        buf, i, emitted = chunks.buf, 0, 0
+        first_tag = first_tag - keep if first_tag >= keep else -1
         return True
+
+    def too_much() -> bool:
+        return sum(len(p) for p in pieces) > _CUT_KEEP_LIMIT
 
     while True:
         found = _CUT_SCAN_RE.search(buf, i)
         if found is None or len(buf) - found.start() < 512:  # a tag may go on: read more
             if read_on(max(i, len(buf) - 512) if found is None else found.start()):
+                if too_much():
+                    return None
                 continue
             if found is None:  # the end of the text
                 pieces.append(buf[emitted:])
-                return b"".join(pieces)
+                return None if too_much() else b"".join(pieces)
         lt = found.start()
         if buf[lt + 1:lt + 2] == b"?":  # only the XML declaration, at the very start
             declaration = _XML_DECLARATION_RE.match(buf, lt)
@@ -2022,7 +2030,7 @@ def _without_objects_blocks(region: FileRegion, start: int, stop: int) -> bytes 
             return None
         close = _close_tag(tag.group(2)).search(buf, tag.end())
         if close is None:  # the channel goes on: read it whole, from its start tag
-            if read_on(lt):
+            if read_on(lt) and not too_much():
                 continue
             return None
         body_start, body_end = tag.end(), close.start()

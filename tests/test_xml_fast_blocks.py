@@ -445,3 +445,32 @@ def test_first_parse_falls_back_when_the_cut_would_break_the_text(tmp_path: Path
     assert cut is not None and b"</other>" in cut and b"<other>" not in cut
     from_file, from_bytes = _deferred(tmp_path, data)
     assert from_file == from_bytes
+
+
+def _three_channels(layout: str) -> bytes:
+    p = "adm:" if layout == "prefixed" else ""
+    blocks = "\n".join(_block(n, _polar(10.0 * n, p=p), p=p) for n in range(5))
+    return _wrap(_channel("AC_00031001", blocks, p=p) + "\n" + _bed(p) + "\n"
+                 + _channel("AC_00031002", "\n" + blocks + "\n", p=p), layout)
+
+
+@pytest.mark.parametrize("step", [40, 300, 1000])
+@pytest.mark.parametrize("document", ["built", "ebucore", "prefixed", "bare"])
+def test_cut_read_in_small_pieces_is_the_same(tmp_path: Path, monkeypatch, step: int,
+                                              document: str) -> None:
+    # the text read a few bytes at a time: declaration, tags, channels and blocks across
+    # the pieces' ends
+    import adm.xml as adm_xml
+
+    data = adm_to_xml(_built_doc()[0]) if document == "built" else _three_channels(document)
+    whole = _cut(tmp_path, data)
+    assert whole is not None
+    monkeypatch.setattr(adm_xml, "_SCAN_STEP", step)
+    assert _cut(tmp_path, data) == whole
+    from_file, from_bytes = _deferred(tmp_path, data)
+    assert from_file == from_bytes
+    # more kept text than allowed: nothing cut, the whole text parsed
+    monkeypatch.setattr(adm_xml, "_CUT_KEEP_LIMIT", 100)
+    assert _cut(tmp_path, data) is None
+    from_file, from_bytes = _deferred(tmp_path, data)
+    assert from_file == from_bytes
