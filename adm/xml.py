@@ -1682,6 +1682,7 @@ _NESTED_CHANNEL_RE = re.compile(rf"<{_PREFIX}audioChannelFormat[\s/>]".encode())
 # what the first parse's cutting looks for: markup other than elements, or a channel
 _CUT_SCAN_RE = re.compile(rf"<[!?]|<{_PREFIX}audioChannelFormat[\s/>]".encode())
 _CUT_KEEP_LIMIT = 1 << 26  # bytes of text kept by the cut, at most (64 MiB)
+_NOT_LINE_ENDS = bytes(b for b in range(256) if b not in b"\r\n")
 _BLOCK_START_RE = re.compile(rf"<{_PREFIX}audioBlockFormat[\s/>]".encode())
 _XML_DECLARATION_RE = re.compile(rb"<\?xml\s[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
 _UTF8_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
@@ -2044,7 +2045,10 @@ def _without_objects_blocks(region: FileRegion, start: int, stop: int) -> bytes 
         last = _last_block_end(buf, body_start, body_end)
         if first is not None and last is not None and last > first.start():
             pieces.append(buf[emitted:first.start()])
-            pieces.append(b"\n" * buf.count(b"\n", first.start(), last))
+            if buf.find(b"\r", first.start(), last) < 0:
+                pieces.append(b"\n" * buf.count(b"\n", first.start(), last))
+            else:  # the line ends as they are (a lone CR ends a line too)
+                pieces.append(buf[first.start():last].translate(None, _NOT_LINE_ENDS))
             emitted = last
 
 

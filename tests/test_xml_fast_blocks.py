@@ -474,3 +474,25 @@ def test_cut_read_in_small_pieces_is_the_same(tmp_path: Path, monkeypatch, step:
     assert _cut(tmp_path, data) is None
     from_file, from_bytes = _deferred(tmp_path, data)
     assert from_file == from_bytes
+
+
+@pytest.mark.parametrize("line_end", ["\r\n", "\r"])
+def test_cut_keeps_lines_of_other_line_ends(tmp_path: Path, line_end: str) -> None:
+    # a bad object after the cut blocks of a file with CRLF or CR line ends: the line that
+    # the whole parse gives
+    blocks = "\n".join(_block(n, _polar(10.0 * n)) for n in range(4))
+    bad_object = ('<audioObject audioObjectID="AO_1001" audioObjectName="o">'
+                  "<gain>loud</gain></audioObject>")
+    data = _wrap(_channel("AC_00031001", blocks) + "\n" + bad_object).replace(
+        b"\n", line_end.encode())
+    region = _region(tmp_path, data)
+    try:
+        with pytest.raises(AdmError) as from_file:
+            parse_adm_xml(region, defer=TypeDefinition.Objects)
+    finally:
+        os.close(region.fd)
+    with pytest.raises(AdmError) as whole:
+        parse_adm_xml(data, defer=TypeDefinition.Objects)
+    assert str(from_file.value) == str(whole.value)
+    if line_end == "\r\n":  # (libxml2 counts no line for a lone CR)
+        assert "line 8: AO_1001" in str(whole.value)
