@@ -1363,10 +1363,11 @@ _EVENT_TAGS = tuple(f"{{*}}{name}" for name in (
 
 
 @contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a document is read: the tens of thousands of
-    small immutable objects of a large file would make it run again and again over objects
-    that it cannot free (some tenth of the reading time)."""
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a document is read (or its blocks are
+    planned): the tens of thousands of small immutable objects of a large file would make it
+    run again and again over objects that it cannot free (some tenth of the reading time);
+    they are freed by their reference counts. Nests: only the outermost pause resumes it."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -1491,7 +1492,7 @@ def _read_elements(ctx: _Ctx, stream: Any, common: bool, defer: TypeDefinition |
     afe: etree._Element | None = None  # the audioFormatExtended being read
     n_afes = 0
     error: AdmError | None = None  # the first content error, raised after the whole parse
-    with _gc_paused():
+    with gc_paused():
         try:
             for event, el in events:
                 if error is not None:
@@ -2150,7 +2151,7 @@ def _raw_channels(ctx: _Ctx, region: FileRegion,
             continue
         channel: AudioChannelFormat | None = None
         if plain:
-            with _gc_paused():
+            with gc_paused():
                 try:
                     channel = _raw_objects_channel(ctx, attrs,
                                                    _text(buf[body_start:body_end]))

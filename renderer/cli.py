@@ -8,6 +8,7 @@ warnings raised while a command runs print one line each, ``dubstage: warning: .
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import sys
@@ -161,6 +162,8 @@ def cmd_render(args) -> int:
     elif args.hrtf or args.yaw or args.pitch or args.roll:
         raise RenderError("--hrtf, --yaw, --pitch and --roll apply to -s binaural only")
     requests, stems_of = _output_requests(args)
+    # this short-lived process's modules never become garbage: the collector skips them
+    gc.freeze()
     reports = render_outputs(
         args.input, requests,
         output_gain_db=args.output_gain_db, programme_id=args.programme,

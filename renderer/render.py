@@ -27,7 +27,7 @@ from adm.importance import filter_by_importance
 from adm.items import ObjectRenderItem, select_items
 from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, Screen, TypeDefinition
 from adm.timing_fixes import check_block_timing, object_channel_formats
-from adm.xml import apply_chna, parse_adm_xml
+from adm.xml import apply_chna, gc_paused, parse_adm_xml
 from layouts import get_layout
 from layouts.model import Layout, Speaker
 from layouts.speakers_file import apply_real_layout, load_speakers_file
@@ -408,6 +408,8 @@ def render_outputs(
     screen: Screen | None = DEFAULT_SCREEN if room is None else room.screen
 
     with Bw64Reader(input_path) as reader, SegmentSpool() as spool, ExitStack() as spools:
+        planning = spools.enter_context(ExitStack())  # closed when the audio pass starts
+        planning.enter_context(gc_paused())  # metadata objects die by their reference counts
         source = str(input_path)
         # The Objects blocks are read one channel at a time, straight into the outputs' plans
         # and binaural point sources (memory: the plans, not the document).
@@ -647,6 +649,7 @@ def render_outputs(
         for k, out in enumerate(built):
             out.column = total if k in mixed_outputs else None  # None: silent, not mixed
             total += out.width if k in mixed_outputs else 0
+        planning.close()
         source_of_segments = SegmentSource(
             [(run, [(run_column, built[k].column, count) for k, run_column, count in places])
              for run, places in runs], total)
