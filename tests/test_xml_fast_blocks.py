@@ -391,28 +391,9 @@ def test_first_parse_of_a_built_master_equals_the_whole_parse(tmp_path: Path) ->
     assert from_file == from_bytes
 
 
-def test_syntax_error_inside_an_objects_block_is_found_by_the_first_parse(
-        tmp_path: Path) -> None:
-    data = _wrap(_channel("AC_00031001", _block(0, _polar(1.0)) + "\n"
-                          + _block(1, _polar(2.0) + "<gain>1</gian>")))
-    region = _region(tmp_path, data)
-    try:
-        with pytest.raises(AdmError) as from_file:
-            parse_adm_xml(region, defer=TypeDefinition.Objects)
-    finally:
-        os.close(region.fd)
-    with pytest.raises(AdmError) as whole:
-        parse_adm_xml(data)
-    # lines: declaration, root, wrappers, the channel and first block, the second block
-    assert "XML syntax error at line 5" in str(whole.value)
-    assert str(from_file.value) == str(whole.value)
-
-
-def test_errors_after_the_cut_blocks_name_the_same_lines(tmp_path: Path) -> None:
-    blocks = "\n".join(_block(n, _polar(10.0 * n)) for n in range(4))
-    bad_object = ('<audioObject audioObjectID="AO_1001" audioObjectName="o">'
-                  "<gain>loud</gain></audioObject>")
-    data = _wrap(_channel("AC_00031001", blocks) + "\n" + bad_object)
+def _errors(tmp_path: Path, data: bytes) -> tuple[str, str]:
+    """The messages of the deferred first parse of ``data`` refused from a file region (its
+    blocks cut) and from the bytes (the whole text read by lxml)."""
     region = _region(tmp_path, data)
     try:
         with pytest.raises(AdmError) as from_file:
@@ -421,9 +402,32 @@ def test_errors_after_the_cut_blocks_name_the_same_lines(tmp_path: Path) -> None
         os.close(region.fd)
     with pytest.raises(AdmError) as whole:
         parse_adm_xml(data, defer=TypeDefinition.Objects)
-    # lines: declaration, root, wrappers, the channel's 4 blocks (lines 4-7), the object
-    assert "line 8: AO_1001" in str(whole.value)
-    assert str(from_file.value) == str(whole.value)
+    return str(from_file.value), str(whole.value)
+
+
+def test_syntax_error_inside_an_objects_block_is_found_by_the_first_parse(
+        tmp_path: Path) -> None:
+    data = _wrap(_channel("AC_00031001", _block(0, _polar(1.0)) + "\n"
+                          + _block(1, _polar(2.0) + "<gain>1</gian>")))
+    from_file, whole = _errors(tmp_path, data)
+    # lines: declaration, root, wrappers, the channel and first block, the second block
+    assert "XML syntax error at line 5" in whole
+    assert from_file == whole
+
+
+@pytest.mark.parametrize("line_end", ["\n", "\r\n", "\r"])
+def test_errors_after_the_cut_blocks_name_the_same_lines(tmp_path: Path,
+                                                         line_end: str) -> None:
+    blocks = "\n".join(_block(n, _polar(10.0 * n)) for n in range(4))
+    bad_object = ('<audioObject audioObjectID="AO_1001" audioObjectName="o">'
+                  "<gain>loud</gain></audioObject>")
+    data = _wrap(_channel("AC_00031001", blocks) + "\n" + bad_object).replace(
+        b"\n", line_end.encode())
+    from_file, whole = _errors(tmp_path, data)
+    assert from_file == whole
+    if line_end != "\r":  # (libxml2 counts no line for a lone CR)
+        # lines: declaration, root, wrappers, the channel's 4 blocks (4-7), the object
+        assert "line 8: AO_1001" in whole
 
 
 @pytest.mark.parametrize("markup", ["<!-- a note -->", "<![CDATA[ text ]]>",
@@ -474,25 +478,3 @@ def test_cut_read_in_small_pieces_is_the_same(tmp_path: Path, monkeypatch, step:
     assert _cut(tmp_path, data) is None
     from_file, from_bytes = _deferred(tmp_path, data)
     assert from_file == from_bytes
-
-
-@pytest.mark.parametrize("line_end", ["\r\n", "\r"])
-def test_cut_keeps_lines_of_other_line_ends(tmp_path: Path, line_end: str) -> None:
-    # a bad object after the cut blocks of a file with CRLF or CR line ends: the line that
-    # the whole parse gives
-    blocks = "\n".join(_block(n, _polar(10.0 * n)) for n in range(4))
-    bad_object = ('<audioObject audioObjectID="AO_1001" audioObjectName="o">'
-                  "<gain>loud</gain></audioObject>")
-    data = _wrap(_channel("AC_00031001", blocks) + "\n" + bad_object).replace(
-        b"\n", line_end.encode())
-    region = _region(tmp_path, data)
-    try:
-        with pytest.raises(AdmError) as from_file:
-            parse_adm_xml(region, defer=TypeDefinition.Objects)
-    finally:
-        os.close(region.fd)
-    with pytest.raises(AdmError) as whole:
-        parse_adm_xml(data, defer=TypeDefinition.Objects)
-    assert str(from_file.value) == str(whole.value)
-    if line_end == "\r\n":  # (libxml2 counts no line for a lone CR)
-        assert "line 8: AO_1001" in str(whole.value)
