@@ -210,8 +210,7 @@ class Mixer:
         sub_block = np.repeat(lo, span) + (np.arange(int(span.sum()))
                                            - np.repeat(np.cumsum(span) - span, span))
         cell = sub_block * n_tracks + np.repeat(tracks, span)
-        out = np.zeros((k_count * n_tracks, self.n_outputs), np.float32)
-        if len(cell) and np.bincount(cell, minlength=1).max() > 1:
+        if len(cell) and np.bincount(cell).max() > 1:
             index = np.concatenate([lo * n_tracks + tracks, hi * n_tracks + tracks])
             values = np.asarray(gains, np.float64)
             weights = np.concatenate([values, -values])
@@ -220,6 +219,7 @@ class Mixer:
                              for o in range(self.n_outputs)], axis=1)
             diff = diff.reshape(k_count + 1, n_tracks, self.n_outputs)
             return np.cumsum(diff[:k_count], axis=0).astype(np.float32)
+        out = np.zeros((k_count * n_tracks, self.n_outputs), np.float32)
         out[cell] = np.repeat(np.asarray(gains, np.float32), span, axis=0)
         return out.reshape(k_count, n_tracks, self.n_outputs)
 
