@@ -667,6 +667,8 @@ class BinauralStage:
     """
 
     n_outputs = 2
+    skip_silent_updates = True
+    """Whether sources silent over a whole call skip their filter updates (output alike)."""
 
     def __init__(self, setup: BinauralSetup, backend: str | None = None):
         self.setup = setup
@@ -706,6 +708,10 @@ class BinauralStage:
         filters = np.zeros((self.n_rows, 2, bank.bins), np.complex64)
         self.triangle = np.zeros(self.n_point, np.int64)
         self.direction = np.zeros((self.n_point, 3))
+        # a source silent over a whole call gets no new filter: it is marked stale and gets
+        # its filter when it is heard again (a silent row adds exact zeros whatever it is)
+        self.audible: list[tuple[int, int, np.ndarray]] = []  # frames [a, b): sources heard
+        self.stale = np.zeros(self.n_point, bool)
         if self.n_point:
             self.points = _PointWindow(setup.point_source())
             self.direction = self._directions(np.zeros(self.n_point, np.int64))
@@ -801,6 +807,9 @@ class BinauralStage:
             gains = np.where(constant, values[lo], 0.0).astype(np.float32)
             varying = ~constant
 
+        if self.n_point:  # which sources have a gain in these frames
+            self.audible.append((first, first + n, varying | (gains != 0.0)))
+
         def rows_of(group: _RowGroup) -> None:
             points = group.points
             if points.stop > points.start:
@@ -817,6 +826,16 @@ class BinauralStage:
                     out[:, self.lfe_row] = tracks[:, list(self.setup.lfe_tracks)].sum(axis=1)
 
         self._in_groups(rows_of)
+
+    def _heard(self, first: int, end: int) -> np.ndarray:
+        """(P,) bool: the sources with a gain anywhere in frames [first, end) (at the
+        granularity of the blocks given to :meth:`process`); forgets what lies before."""
+        self.audible = [a for a in self.audible if a[1] > first]
+        heard = np.zeros(self.n_point, bool)
+        for a, b, mask in self.audible:
+            if a < end and b > first:
+                heard |= mask
+        return heard
 
     def _extend(self, n: int) -> np.ndarray:
         """Lengthen :attr:`buffer` by ``n`` frames (not initialised) and return them: the
@@ -913,6 +932,7 @@ class BinauralStage:
         n_fft, overlap = self.fft_size, self.overlap
         runs: list[tuple[int, int]] = []  # hops [a, b) convolved with the same filters
         updates: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # run -> (moved, directions)
+        before = self.direction.copy()  # the directions at the call's start
         k = 0
         while k < k_hops:
             update_at = (self.update_hops - 1) - (self.hop_index + k) % self.update_hops
@@ -927,8 +947,9 @@ class BinauralStage:
                     updates[len(runs) - 1] = (moved, direction[moved])
                     self.direction[moved] = direction[moved]
         block = self.buffer[:overlap + k_hops * hop]
+        heard = self._heard(self.start, self.start + len(block))
         shares = self._in_groups(lambda group: self._convolve_rows(group, block, k_hops, runs,
-                                                                   updates))
+                                                                   updates, before, heard))
         out, fades = shares[0]
         for more_out, more_fades in shares[1:]:
             out = out + more_out
@@ -956,11 +977,23 @@ class BinauralStage:
 
     def _convolve_rows(self, group: _RowGroup, block, k_hops: int,
                        runs: list[tuple[int, int]],
-                       updates: dict[int, tuple[np.ndarray, np.ndarray]]):
+                       updates: dict[int, tuple[np.ndarray, np.ndarray]],
+                       before: np.ndarray, heard: np.ndarray):
         """One row group's share of a call: (B, k_hops, 2) output spectra and, for each
         update, (B, 2) spectrum of the faded hop with the new filters. The group's moving
-        sources get their new filters (rows of :attr:`filters`) at their update."""
+        sources get their new filters (rows of :attr:`filters`) at their update, except
+        those silent over the whole call (not ``heard`` (P,): no gain in its frames), which
+        are marked stale; a stale source heard in the call gets the filter of its direction
+        at the call's start (``before`` (P, 3)) first."""
         ops, rows = self.ops, group.rows
+        points = np.arange(group.points.start, group.points.stop)
+        silent = ~heard[points] & self.skip_silent_updates
+        late = points[self.stale[points] & ~silent]
+        if len(late):
+            new, triangle = self.bank.filters(before[late], self.triangle[late])
+            self.filters = ops.set_rows(self.filters, late, ops.asarray(new.transpose(2, 0, 1)))
+            self.triangle[late] = triangle
+            self.stale[late] = False
         spectrum = ops.spectra(block[:, rows], k_hops, self.hop, self.fft_size,
                                self.fft_workers)  # (B, K, rows of the group)
         outputs, fades = [], []
@@ -970,6 +1003,10 @@ class BinauralStage:
                 continue
             moved, direction = updates[r]
             mine = (moved >= group.points.start) & (moved < group.points.stop)
+            quiet = mine.copy()
+            quiet[mine] = silent[moved[mine] - group.points.start]
+            self.stale[moved[quiet]] = True
+            mine &= ~quiet
             if not mine.any():
                 fades.append(outputs[-1][:, -1])  # this group's filters did not change
                 continue

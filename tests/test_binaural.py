@@ -242,6 +242,55 @@ def test_rows_convolved_in_parallel_groups_give_the_one_group_render(monkeypatch
     np.testing.assert_allclose(grouped, single, atol=1e-5)
 
 
+def test_sources_silent_over_whole_calls_skip_their_updates_with_the_same_output(
+        monkeypatch):
+    # an object silent for several calls, moving meanwhile, then heard again in the first
+    # hops of a call (before that call's first update), beside one that plays throughout:
+    # the filters it skipped are made when it is heard again, so the render is the one with
+    # every update made
+    from renderer.binaural import BinauralStage
+
+    f = Fraction
+    probe = configure_binaural(_static(0.0), SR, 1).stage()
+    call = probe.hops_per_call * probe.hop  # call k's hops start at frame k * call
+    chunk = 32768  # render_binaural_array's blocks: audibility is known per block
+    # a call whose first run starts at a block's first frame: the call before it is silent
+    k = next(k for k in range(3, 200) if -(k * call) % chunk < probe.hop)
+    onset = f(-(-(k * call) // chunk) * chunk, SR)
+    b = AdmBuilder("p")
+    b.add_object("sometimes", [
+        ObjectsBlockSpec((0.0, 0.0), rtime=0, duration=f(1, 2)),
+        ObjectsBlockSpec((60.0, 0.0), rtime=f(1, 2), duration=f(1, 4), gain=0.0),
+        ObjectsBlockSpec((-120.0, 20.0), rtime=f(3, 4), duration=f(3, 4), gain=0.0,
+                         jump=True, interpolation_length=0),
+        ObjectsBlockSpec((40.0, -10.0), rtime=f(3, 2), duration=onset - f(3, 2), gain=0.0),
+        ObjectsBlockSpec((40.0, -10.0), rtime=onset, duration=f(1), jump=True,
+                         interpolation_length=0),
+    ], 1)
+    b.add_object("always", [
+        ObjectsBlockSpec((-30.0, 0.0), rtime=0, duration=f(2)),
+        ObjectsBlockSpec((150.0, 0.0), rtime=f(2), duration=onset - f(1)),
+    ], 2)
+    doc, _ = b.build()
+    items = select_items(doc)
+    x = _noise(int((onset + 1) * SR), 2)
+    stale = []
+    convolve = BinauralStage._convolve_rows
+
+    def watched(self, *args):
+        stale.append(bool(self.stale.any()))
+        return convolve(self, *args)
+
+    monkeypatch.setattr(BinauralStage, "_convolve_rows", watched)
+    skipping = render_binaural_array(items, x, SR)
+    assert any(stale)  # some updates were skipped
+    monkeypatch.setattr(BinauralStage, "skip_silent_updates", False)
+    every = render_binaural_array(items, x, SR)
+    start = int(onset * SR)
+    assert np.abs(every[start:start + probe.hop]).max() > 0.05  # heard in that first run
+    np.testing.assert_array_equal(skipping, every)
+
+
 def test_lfe_goes_to_both_ears_at_the_documented_level():
     b = AdmBuilder("p")
     b.add_direct_speakers("bed", [1, 2, 3, 4, 5, 6], pack_format_id="AP_00010003")  # 5.1
