@@ -36,11 +36,13 @@ over sources is one batched matrix product per bin. Gains (block gain, audioObje
 start and end of objects) are applied to the source signals sample by sample with the speaker
 renderer's block timing. Directions are followed every ``round(4096 / M)`` hops (3 hops, 93 ms,
 at 48 kHz with the default set; about the block rate of exported Atmos masters), taken at the
-end of that hop; the hop is computed with the previous
-and the new filters and crossfaded linearly, so moving sources do not click. Only sources
-whose direction changed get a new filter, and a source that is silent points at the direction
-of its next block, so its filter is ready when it starts. The convolution runs with numpy and
-scipy's threaded FFTs on a CPU host, and with the same operations in JAX on an accelerator
+end of that hop; the hop is computed with the previous and the new filters and crossfaded
+linearly, so moving sources do not click. Only sources whose direction changed get a new
+filter, and a source that is silent points at the direction of its next block, so its filter
+is ready when it starts; a source without gain over a whole call of the stage skips its
+updates and gets its filter when it is heard again (its row adds exact zeros meanwhile). The
+convolution runs with numpy and scipy's threaded FFTs on a CPU host, its rows in groups in
+parallel threads, and with the same operations in JAX on an accelerator
 (:meth:`BinauralSetup.stage`'s ``backend``).
 
 Memory does not grow with the file's length or its number of blocks: the per-track sources'
