@@ -670,7 +670,8 @@ class BinauralStage:
 
     n_outputs = 2
     skip_silent_updates = True
-    """Whether sources silent over a whole call skip their filter updates (output alike)."""
+    """Whether sources silent over a whole call skip their filter updates (the output is the
+    same up to float rounding)."""
 
     def __init__(self, setup: BinauralSetup, backend: str | None = None):
         self.setup = setup

@@ -288,7 +288,9 @@ def test_sources_silent_over_whole_calls_skip_their_updates_with_the_same_output
     every = render_binaural_array(items, x, SR)
     start = int(onset * SR)
     assert np.abs(every[start:start + probe.hop]).max() > 0.05  # heard in that first run
-    np.testing.assert_array_equal(skipping, every)
+    # (equal up to float rounding: a filter made later may come from a neighbouring
+    # triangle at an edge, or from sums in another order)
+    np.testing.assert_allclose(skipping, every, rtol=0, atol=1e-6)
 
 
 def test_lfe_goes_to_both_ears_at_the_documented_level():
