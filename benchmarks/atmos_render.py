@@ -10,6 +10,7 @@ with an empty JAX compilation cache, "warm" the renders after it.
 
     python benchmarks/atmos_render.py                  # 60 s master
     python benchmarks/atmos_render.py --seconds 240    # memory must not grow with length
+    python benchmarks/atmos_render.py --layout binaural --heard 15   # objects mostly silent
 """
 
 from __future__ import annotations
@@ -88,11 +89,32 @@ def measure(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, peak
 
 
-def make_master(path: Path, seconds: float) -> None:
+def make_master(path: Path, seconds: float, heard: float | None = None) -> None:
+    """The benchmark master; ``heard``: each object is heard for only that many seconds
+    (its blocks outside a window get gain 0; the windows start 7 s apart, modulo the rest),
+    as objects of a film mix are silent much of the time."""
+    import dataclasses
+    from fractions import Fraction
+
+    from adm.model import ObjectsBlock
     from renderer.demo import build_scene, write_scene
 
     start = time.perf_counter()
     doc, chna, audio = build_scene(n_objects=118, duration=seconds, seed=11)
+    if heard is not None:
+        channels, k = [], 0
+        span = Fraction(max(seconds - heard, 0.0)).limit_denominator(1000)
+        for channel in doc.channel_formats:
+            if not channel.is_common_definition and channel.blocks \
+                    and isinstance(channel.blocks[0], ObjectsBlock):
+                first = (Fraction(7 * k) % span) if span else Fraction(0)
+                last = first + Fraction(heard).limit_denominator(1000)
+                channel = dataclasses.replace(channel, blocks=tuple(
+                    b if first <= b.rtime < last else dataclasses.replace(b, gain=0.0)
+                    for b in channel.blocks))
+                k += 1
+            channels.append(channel)
+        doc = dataclasses.replace(doc, channel_formats=tuple(channels))
     write_scene(path, doc, chna, audio, seconds)
     n_blocks = sum(len(c.blocks) for c in doc.channel_formats if not c.is_common_definition)
     print(f"made {path} ({path.stat().st_size / 2**20:.0f} MiB, {n_blocks} blocks) "
@@ -119,14 +141,18 @@ def main() -> int:
                         help="layout, or several separated by commas (rendered in one "
                              "command), e.g. 7.1.4,5.1,2.0; 'binaural' for headphones")
     parser.add_argument("--runs", type=int, default=3, help="warm runs (default 3)")
+    parser.add_argument("--heard", type=float, default=None,
+                        help="each object heard for only this many seconds (silent blocks "
+                             "elsewhere), as in a film mix")
     parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(),
                                                           "dubstage-bench"))
     args = parser.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    master = work / f"atmos_128tracks_{args.seconds:g}s.wav"
+    heard = f"_heard{args.heard:g}s" if args.heard is not None else ""
+    master = work / f"atmos_128tracks_{args.seconds:g}s{heard}.wav"
     if not master.exists():
-        make_master(master, args.seconds)
+        make_master(master, args.seconds, args.heard)
     layouts = [name for name in args.layout.split(",") if name]
     out = work / ("render.wav" if len(layouts) == 1 else "render_{layout}.wav")
     cache = work / "jax-cache"
@@ -136,7 +162,9 @@ def main() -> int:
                *[a for name in layouts for a in ("-s", name)], str(master), str(out)]
 
     print(f"machine: {machine()}")
-    print(f"input: 128 tracks, 48 kHz, 24-bit, {args.seconds:g} s; layout(s) {', '.join(layouts)}")
+    print(f"input: 128 tracks, 48 kHz, 24-bit, {args.seconds:g} s"
+          + (f", each object heard for {args.heard:g} s" if args.heard is not None else "")
+          + f"; layout(s) {', '.join(layouts)}")
     walls = []
     for run in range(args.runs + 1):
         label = "cold" if run == 0 else f"warm {run}"
