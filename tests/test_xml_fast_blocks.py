@@ -478,3 +478,15 @@ def test_cut_read_in_small_pieces_is_the_same(tmp_path: Path, monkeypatch, step:
     assert _cut(tmp_path, data) is None
     from_file, from_bytes = _deferred(tmp_path, data)
     assert from_file == from_bytes
+
+
+def test_first_parse_cuts_channels_typed_by_label_alone(tmp_path: Path) -> None:
+    # typeLabel="0003" without typeDefinition, single-quoted: an Objects channel all the same
+    blocks = "\n".join(_block(n, _polar(10.0 * n)) for n in range(3))
+    channel = _channel("AC_00031001", blocks).replace(' typeDefinition="Objects"',
+                                                       " typeLabel='0003'")
+    data = _wrap(channel)
+    cut = _cut(tmp_path, data)
+    assert cut is not None and b"audioBlockFormat" not in cut
+    from_file, from_bytes = _deferred(tmp_path, data)
+    assert from_file == from_bytes
