@@ -997,11 +997,19 @@ class BinauralStage:
             self.filters = ops.set_rows(self.filters, late, ops.asarray(new.transpose(2, 0, 1)))
             self.triangle[late] = triangle
             self.stale[late] = False
-        spectrum = ops.spectra(block[:, rows], k_hops, self.hop, self.fft_size,
-                               self.fft_workers)  # (B, K, rows of the group)
+        # the rows convolved: all of the group's, or, when a quarter or more of its sources
+        # are silent (numpy on the host), the heard ones (a silent row adds only zeros)
+        kept: slice | np.ndarray = rows
+        if isinstance(ops, _NumpyOps) and len(points) and silent.sum() * 4 >= len(points):
+            kept = np.flatnonzero(~np.concatenate(
+                [silent, np.zeros(rows.stop - group.points.stop, bool)])) + rows.start
+        spectrum = ops.spectra(block[:, kept] if isinstance(kept, slice)
+                               else np.take(block, kept, axis=1), k_hops, self.hop,
+                               self.fft_size, self.fft_workers)  # (B, K, rows kept)
+        filters = self.filters[:, kept]
         outputs, fades = [], []
         for r, (a, b) in enumerate(runs):
-            outputs.append(ops.matmul(spectrum[:, a:b], self.filters[:, rows]))
+            outputs.append(ops.matmul(spectrum[:, a:b], filters))
             if r not in updates:
                 continue
             moved, direction = updates[r]
@@ -1021,8 +1029,9 @@ class BinauralStage:
             self.filters = ops.set_rows(self.filters, target,
                                         ops.asarray(new.transpose(2, 0, 1)))
             self.triangle[sources] = triangle
+            filters = self.filters[:, kept]
             # hop b - 1 again with the new filters, to fade to
-            fades.append(ops.matmul(spectrum[:, b - 1:b], self.filters[:, rows])[:, 0])
+            fades.append(ops.matmul(spectrum[:, b - 1:b], filters)[:, 0])
         out = ops.concatenate(outputs, axis=1) if len(outputs) > 1 else outputs[0]
         return out, fades
 
