@@ -670,8 +670,9 @@ class BinauralStage:
 
     n_outputs = 2
     skip_silent_updates = True
-    """Whether sources silent over a whole call skip their filter updates (the output is the
-    same up to float rounding)."""
+    """Whether sources silent over a whole call skip their filter updates and, where they are
+    a quarter or more of a row group, its FFTs and products (the output is the same up to
+    float rounding)."""
 
     def __init__(self, setup: BinauralSetup, backend: str | None = None):
         self.setup = setup
@@ -987,7 +988,8 @@ class BinauralStage:
         sources get their new filters (rows of :attr:`filters`) at their update, except
         those silent over the whole call (not ``heard`` (P,): no gain in its frames), which
         are marked stale; a stale source heard in the call gets the filter of its direction
-        at the call's start (``before`` (P, 3)) first."""
+        at the call's start (``before`` (P, 3)) first. A group with a quarter or more of its
+        sources silent convolves only its other rows."""
         ops, rows = self.ops, group.rows
         points = np.arange(group.points.start, group.points.stop)
         silent = ~heard[points] & self.skip_silent_updates
