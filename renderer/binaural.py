@@ -40,7 +40,8 @@ end of that hop; the hop is computed with the previous and the new filters and c
 linearly, so moving sources do not click. Only sources whose direction changed get a new
 filter, and a source that is silent points at the direction of its next block, so its filter
 is ready when it starts; a source without gain over a whole call of the stage skips its
-updates and gets its filter when it is heard again (its row adds exact zeros meanwhile). The
+updates and gets its filter when it is heard again (its row adds exact zeros meanwhile, and
+is left out of the FFTs and products where a quarter or more of its row group is silent). The
 convolution runs with numpy and scipy's threaded FFTs on a CPU host, its rows in groups in
 parallel threads, and with the same operations in JAX on an accelerator
 (:meth:`BinauralSetup.stage`'s ``backend``).
