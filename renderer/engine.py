@@ -126,8 +126,8 @@ class Mixer:
         segs = self._window.segments
         # Columns: a hold is one column, a ramp two (FADE_OUT weighted by 1 - p with its
         # from-gains, FADE_IN by p with its to-gains).
-        ramp = np.flatnonzero(segs.ramp_step != 0.0)
-        hold = np.flatnonzero(segs.ramp_step == 0.0)
+        is_ramp = segs.is_ramp
+        ramp, hold = np.flatnonzero(is_ramp), np.flatnonzero(~is_ramp)
         segment = np.concatenate([hold, ramp, ramp])
         kind = np.concatenate([np.full(len(hold), HOLD, np.int8),
                                np.full(len(ramp), FADE_OUT, np.int8),
