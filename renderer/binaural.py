@@ -324,12 +324,12 @@ class _FilterBank:
         return h[..., :self.bins], tri
 
 
-def _gain_breakpoints(segments: Segments) -> tuple[np.ndarray, np.ndarray]:
+def _gain_breakpoints(segments: Segments, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Breakpoints (keys, values) of every source's gain (column 3 of its segments) for
     :func:`numpy.interp` over keys ``source * _KEY + sample``: each segment gives its values
     at its first and last samples, and zeros half a sample outside it where no segment of the
-    same source follows or precedes directly (gaps are silent)."""
-    order = np.lexsort((segments.first, segments.track))
+    same source follows or precedes directly (gaps are silent). ``order``: the segments'
+    indices sorted by source, then first sample."""
     track = segments.track[order].astype(np.int64)
     first = segments.first[order].astype(np.float64)
     last = np.minimum(segments.last[order], _KEY // 2).astype(np.float64) - 1.0
@@ -643,7 +643,7 @@ class _PointWindow(SegmentWindow):
             seg = self.segments
             order = np.lexsort((seg.first, seg.track))
             track, first = seg.track[order], seg.first[order]
-            keys, values = _gain_breakpoints(seg)
+            keys, values = _gain_breakpoints(seg, order)
             self._lookup = SimpleNamespace(
                 seg_track=track, seg_first=first, seg_last=seg.last[order],
                 seg_key=track * _KEY + first, seg_p0=seg.ramp_start[order],
