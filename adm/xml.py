@@ -1687,6 +1687,8 @@ _NOT_LINE_ENDS = bytes(b for b in range(256) if b not in b"\r\n")
 _BLOCK_START_RE = re.compile(rf"<{_PREFIX}audioBlockFormat[\s/>]".encode())
 _XML_DECLARATION_RE = re.compile(rb"<\?xml\s[^>]*?encoding\s*=\s*[\"']([^\"']*)[\"']")
 _UTF8_ENCODINGS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+_UTF8_BOM = b"\xef\xbb\xbf"
+_WIDE_STARTS = (b"\xfe\xff", b"\xff\xfe", b"\x00")  # UTF-16 or UTF-32 text begins so
 _ATTR_SPACES = str.maketrans("\t\n", "  ")  # attribute-value normalisation (XML 1.0 3.3.3)
 _ATTR_GETTERS: dict[str, Callable[[str], str | None]] = {}
 _CLOSE_TAGS: dict[bytes, re.Pattern[bytes]] = {}
@@ -1936,6 +1938,14 @@ def _is_objects_channel(attrs: dict[str, str]) -> bool:
         return False
 
 
+def _declares_other_encoding(buf: bytes, at: int) -> bool:
+    """Whether an XML declaration at ``buf[at]`` names an encoding other than UTF-8 (or
+    ASCII, its subset)."""
+    declaration = _XML_DECLARATION_RE.match(buf, at)
+    return declaration is not None and declaration.group(1).decode(
+        "ascii", "replace").strip().lower() not in _UTF8_ENCODINGS
+
+
 def _has_markup(buf: bytes, start: int, stop: int) -> bool:
     """Whether ``buf[start:stop]`` has a comment, CDATA, DOCTYPE or processing instruction
     ("<!" or "<?"; the rare "!" and "?" are searched, not the frequent "<")."""
@@ -1977,9 +1987,9 @@ def _without_objects_blocks(region: FileRegion, start: int, stop: int) -> bytes 
     chunks = _Chunks(region, start, stop)
     chunks.more(0)
     buf = chunks.buf
-    if buf.startswith((b"\xfe\xff", b"\xff\xfe", b"\x00")):
-        return None  # UTF-16 or UTF-32
-    first_tag = 3 if buf.startswith(b"\xef\xbb\xbf") else 0  # where a declaration may be
+    if buf.startswith(_WIDE_STARTS):
+        return None
+    first_tag = len(_UTF8_BOM) if buf.startswith(_UTF8_BOM) else 0  # a declaration's place
     pieces: list[bytes] = []
     i = emitted = 0  # scanned up to i; buf[:emitted] is in pieces
 
@@ -2009,11 +2019,8 @@ def _without_objects_blocks(region: FileRegion, start: int, stop: int) -> bytes 
                 return None if too_much() else b"".join(pieces)
         lt = found.start()
         if buf[lt + 1:lt + 2] == b"?":  # only the XML declaration, at the very start
-            declaration = _XML_DECLARATION_RE.match(buf, lt)
             end = buf.find(b"?>", lt)
-            if lt != first_tag or end < 0 or (declaration is not None and declaration.group(1)
-                                              .decode("ascii", "replace").strip().lower()
-                                              not in _UTF8_ENCODINGS):
+            if lt != first_tag or end < 0 or _declares_other_encoding(buf, lt):
                 return None
             i = end + 2
             continue
@@ -2062,14 +2069,9 @@ def _raw_channels(ctx: _Ctx, region: FileRegion,
     chunks = _Chunks(region, start, stop)
     chunks.more(0)
     buf = chunks.buf
-    i = 3 if buf.startswith(b"\xef\xbb\xbf") else 0
-    if buf.startswith((b"\xfe\xff", b"\xff\xfe", b"\x00")):
-        yield None  # UTF-16 or UTF-32
-        return
-    declaration = _XML_DECLARATION_RE.match(buf, i)
-    if declaration is not None and declaration.group(1).decode("ascii", "replace").strip() \
-            .lower() not in _UTF8_ENCODINGS:
-        yield None
+    i = len(_UTF8_BOM) if buf.startswith(_UTF8_BOM) else 0
+    if buf.startswith(_WIDE_STARTS) or _declares_other_encoding(buf, i):
+        yield None  # UTF-16 or UTF-32, or another declared encoding
         return
     stack: list[bytes] = []  # local names of the open elements
     while True:
