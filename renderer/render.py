@@ -606,7 +606,7 @@ def render_outputs(
             runs += own_runs
             common_notes += timing
             if worker is not None:
-                for out in built:  # HRTF sets ready before waiting for the forked process
+                for out in built:  # a bad HRTF set is reported without waiting for the child
                     if out.binaural is not None:
                         out.binaural.prepare()
                 described, timing, plans = worker.result()

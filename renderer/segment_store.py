@@ -38,8 +38,6 @@ def _sorted(segments: Segments) -> Segments:
     return Segments(*(getattr(segments, f)[order] for f in _FIELDS))
 
 
-
-
 class MemoryRun:
     """A run held in memory: ``segments`` (any order; sorted here)."""
 
