@@ -1447,7 +1447,7 @@ def parse_adm_elements(data: bytes | str | FileRegion, source: str = "<axml>",
                     return _read_elements(_Ctx(source, strict), _ByteRange(cut, 0, len(cut)),
                                           is_common_definition, defer, None)
                 except _CutNotParsed:
-                    pass  # (never for a well-formed text) parse it whole
+                    pass  # the cut broke the text (a block inside another element): whole
         stream = region.reader(start, stop)
     else:
         if isinstance(data, str):
