@@ -515,3 +515,23 @@ def test_nan_rejected_for_pcm(tmp_path):
             w.write(np.array([0.1, np.nan]))
     with Bw64Reader(p) as r:
         assert r.frames == 4  # the rejected block was not written
+
+
+def test_read_blocks_are_64_byte_aligned(tmp_path):
+    # frames and raw bytes start on a 64-byte boundary (JAX on the CPU then uses them without
+    # a copy) and hold the same samples as ever
+    x = np.random.default_rng(3).uniform(-1, 1, (1000, 5)).astype(np.float32)
+    path = tmp_path / "a.wav"
+    with Bw64Writer(path, 48000, 5, bit_depth=24) as w:
+        w.write(x)
+    with Bw64Reader(path) as r:
+        for start, n in [(0, 1000), (1, 333), (7, 64)]:
+            frames, raw = r.read(start, n), r.read_raw(start, n)
+            assert frames.ctypes.data % 64 == 0 and raw.ctypes.data % 64 == 0
+            assert frames.flags.c_contiguous and frames.shape == (n, 5)
+            np.testing.assert_allclose(frames, x[start:start + n], atol=2.0 ** -23)
+            assert raw.shape == (n, 15)
+    for shape, dtype in [((3, 7), np.float32), ((0,), np.uint8), ((5, 2, 3), np.int16)]:
+        a = bw64.aligned_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+        assert a.size == 0 or a.ctypes.data % 64 == 0
