@@ -454,3 +454,62 @@ def test_explicit_fft_size():
     np.testing.assert_allclose(irs[..., :TAPS], hrtf.hrirs, atol=2e-6)
     with pytest.raises(HrtfError, match="fft_size 32"):
         prepare_hrtf(hrtf, FS, fft_size=32)
+
+
+# ---------------------------------------------------------------------------------------------
+# the disk cache of prepared models
+
+
+def _same_model(a, b):
+    assert (a.sample_rate, a.fft_size, a.filter_length) == (b.sample_rate, b.fft_size,
+                                                            b.filter_length)
+    for name in ("unit_vectors", "delays", "aligned_spectra", "triangles", "inverses"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
+
+
+def test_prepared_models_are_kept_on_disk(tmp_path, monkeypatch):
+    from renderer import hrtf as hrtf_module
+
+    monkeypatch.setenv("DUBSTAGE_CACHE_DIR", str(tmp_path))
+    hrtf_set, _ = octa_set(fractional=True)
+    hrtf_module._prepare_cached.cache_clear()
+    fresh = hrtf_module._prepare(hrtf_set, 48000, 256)
+    first = prepare_hrtf(hrtf_set, 48000, 256)  # prepared and stored
+    stored = list((tmp_path / "hrtf").glob("*.npz"))
+    assert len(stored) == 1
+    hrtf_module._prepare_cached.cache_clear()
+    again = prepare_hrtf(hrtf_set, 48000, 256)  # read back
+    _same_model(fresh, first)
+    _same_model(fresh, again)
+    # another rate or size, or other data, is another entry
+    prepare_hrtf(hrtf_set, 44100, 256)
+    prepare_hrtf(hrtf_set, 48000, 512)
+    changed = HrtfSet(FS, hrtf_set.directions, hrtf_set.hrirs * np.float32(0.5))
+    _same_model(prepare_hrtf(changed, 48000, 256), hrtf_module._prepare(changed, 48000, 256))
+    assert len(list((tmp_path / "hrtf").glob("*.npz"))) == 4
+    # a damaged entry is prepared again and rewritten
+    stored[0].write_bytes(stored[0].read_bytes()[:1000])
+    hrtf_module._prepare_cached.cache_clear()
+    _same_model(fresh, prepare_hrtf(hrtf_set, 48000, 256))
+    hrtf_module._prepare_cached.cache_clear()
+    assert hrtf_module._read_model(stored[0], 48000) is not None
+    # errors are not stored
+    with pytest.raises(HrtfError, match="fft_size"):
+        prepare_hrtf(hrtf_set, 48000, 30)
+    assert len(list((tmp_path / "hrtf").iterdir())) == 4
+    hrtf_module._prepare_cached.cache_clear()
+
+
+def test_no_disk_cache_when_turned_off(tmp_path, monkeypatch):
+    from renderer import hrtf as hrtf_module
+
+    monkeypatch.setenv("DUBSTAGE_CACHE_DIR", "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    hrtf_module._prepare_cached.cache_clear()
+    _same_model(prepare_hrtf(octa_set()[0], 48000, 256),
+                hrtf_module._prepare(octa_set()[0], 48000, 256))
+    assert not any(tmp_path.iterdir())
+    hrtf_module._prepare_cached.cache_clear()
