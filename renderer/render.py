@@ -687,7 +687,8 @@ def render_outputs(
                 if out.upmix is not None:
                     frames = frames @ out.upmix
                 report = out.report
-                np.maximum(report.peak, np.abs(frames).max(axis=0), out=report.peak)
+                np.maximum(report.peak, np.maximum(frames.max(axis=0), -frames.min(axis=0)),
+                           out=report.peak)
                 if out.writer is not None and fail_on_overload and np.any(report.peak > 1.0):
                     raise RenderError(
                         f"{out.request.path}: output overloaded on "

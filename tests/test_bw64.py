@@ -535,3 +535,21 @@ def test_read_blocks_are_64_byte_aligned(tmp_path):
         a = bw64.aligned_empty(shape, dtype)
         assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
         assert a.size == 0 or a.ctypes.data % 64 == 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_in_a_later_piece_writes_nothing(tmp_path, bad):
+    # a write converted in several pieces is refused whole: nothing of it reaches the file
+    p = tmp_path / "n.wav"
+    x = np.full(((1 << 18) + 10, 1), 0.25)
+    x[-1, 0] = bad
+    with Bw64Writer(p, 48000, 1) as w:
+        w.write(np.zeros(4))
+        with pytest.raises(Bw64Error, match="non-finite"):
+            w.write(x)
+        w.write(np.full(3, 2.0))  # clipped: 3 samples
+        assert w.clipped_samples == 3
+    with Bw64Reader(p) as r:
+        assert r.frames == 7
+        full_scale = 1 - 2.0 ** -23  # 24-bit
+        np.testing.assert_array_equal(r.read()[:, 0], [0, 0, 0, 0] + [full_scale] * 3)
