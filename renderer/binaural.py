@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.fft
+import scipy.sparse
 
 from adm.items import DirectSpeakersRenderItem, HoaRenderItem, ObjectRenderItem
 from adm.model import (
@@ -272,7 +273,11 @@ class _FilterBank:
         # bins k = FINE * c + f of the phase factors' two tables: FINE * c, then f
         self._table_k = np.concatenate([np.arange(self._n_coarse) * float(_FINE),
                                         np.arange(_FINE, dtype=np.float64)])
-        self._spectra_real = self.spectra.view(np.float32)  # (D, 2, 2B): re, im interleaved
+        # the spectra padded to whole tables of phase factors (zeros past the last bin), as
+        # float32 rows of re, im interleaved: (D, 2 ears * 2 * n_coarse * FINE)
+        padded = np.zeros((len(self.spectra), 2, self._n_coarse * _FINE), np.complex64)
+        padded[..., :self.bins] = self.spectra
+        self._padded_real = padded.view(np.float32).reshape(len(self.spectra), -1)
 
     def find_triangles(self, v: np.ndarray) -> np.ndarray:
         """(Q, 3) unit vectors -> (Q,) index of a triangle containing each (brute force)."""
@@ -300,18 +305,13 @@ class _FilterBank:
         w, tri = self.weights(v, hint)
         index = self.triangles[tri]                                   # (Q, 3)
         n_coarse = self._n_coarse
-        h = np.empty((len(v), 2, n_coarse * _FINE), np.complex64)  # bins padded to FINE
-        h[..., self.bins:] = 0.0
-        # the weighted sum on the real and imaginary parts as one float32 array
-        h_real = h.view(np.float32)[..., :2 * self.bins]
-        w32 = w.astype(np.float32)[:, :, None, None]
-        np.multiply(self._spectra_real[index[:, 0]], w32[:, 0], out=h_real)
-        term = self._spectra_real[index[:, 1]]
-        term *= w32[:, 1]
-        h_real += term
-        np.take(self._spectra_real, index[:, 2], axis=0, out=term)
-        term *= w32[:, 2]
-        h_real += term
+        # the weighted sum of the three spectra, on their real and imaginary parts, as a
+        # sparse (Q, D) matrix of the weights times the padded spectra (one pass in C)
+        q = len(v)
+        weights = scipy.sparse.csr_matrix(
+            (w.astype(np.float32).ravel(), index.ravel(), np.arange(0, 3 * q + 1, 3)),
+            shape=(q, len(self._padded_real)))
+        h = (weights @ self._padded_real).view(np.complex64).reshape(q, 2, n_coarse * _FINE)
         delay = np.einsum("qi,qie->qe", w, self.delays[index])       # (Q, 2)
         # exp(-j 2 pi k d / N) for k = FINE * c + f: the product of two short tables of
         # factors (float64 angles, complex64 factors), applied one after the other
