@@ -46,6 +46,7 @@ import functools
 import hashlib
 import math
 import os
+import threading
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -448,11 +449,18 @@ _MODEL_ARRAYS = ("unit_vectors", "delays", "aligned_spectra", "triangles", "inve
 
 def _model_key(hrtf: HrtfSet, sample_rate: int, fft_size: int | None) -> str:
     """A digest of everything a prepared model depends on: the set's data, the rate and size
-    asked for, and the source of this module (so a change of the preparation is never served
-    an old result)."""
+    asked for, the source of this module and of the coordinate conversion, and the numpy and
+    scipy versions (FFTs, convex hull), so that a change of the preparation is never served
+    an old result."""
+    import scipy
+
+    from layouts import model as layout_model
+
     digest = hashlib.blake2b(digest_size=20)
-    digest.update(Path(__file__).read_bytes())
-    digest.update(repr((int(hrtf.sample_rate), hrtf.distance, sample_rate, fft_size)).encode())
+    for source in (__file__, layout_model.__file__):
+        digest.update(Path(source).read_bytes())
+    digest.update(repr((np.__version__, scipy.__version__, int(hrtf.sample_rate),
+                        hrtf.distance, sample_rate, fft_size)).encode())
     for values in (hrtf.directions, hrtf.hrirs):
         values = np.ascontiguousarray(values)
         digest.update(repr((values.dtype.str, values.shape)).encode())
@@ -471,7 +479,8 @@ def _read_model(path: Path, sample_rate: int) -> HrtfModel | None:
         return None
     m = len(arrays["unit_vectors"])
     shapes_ok = (
-        arrays["unit_vectors"].shape == (m, 3) and arrays["delays"].shape == (m, 2)
+        all(arrays[name].dtype == np.float64 for name in ("unit_vectors", "delays", "inverses"))
+        and arrays["unit_vectors"].shape == (m, 3) and arrays["delays"].shape == (m, 2)
         and arrays["aligned_spectra"].shape == (m, 2, fft_size // 2 + 1)
         and arrays["aligned_spectra"].dtype == np.complex64
         and arrays["triangles"].ndim == 2 and arrays["triangles"].shape[1] == 3
@@ -489,7 +498,7 @@ def _read_model(path: Path, sample_rate: int) -> HrtfModel | None:
 def _write_model(path: Path, model: HrtfModel) -> None:
     """Store ``model`` at ``path`` (written to a temporary file and renamed, so a reader never
     sees half a file); a cache that cannot be written is left alone."""
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npz")
     try:
         with open(temporary, "wb") as f:
             np.savez(f, sizes=np.array([model.fft_size, model.filter_length]),
