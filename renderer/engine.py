@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adm.bw64 import aligned_empty
 from renderer.segment_store import SegmentSource, SegmentWindow
 from renderer.timing import Segments
 
@@ -219,7 +220,8 @@ class Mixer:
                              for o in range(self.n_outputs)], axis=1)
             diff = diff.reshape(k_count + 1, n_tracks, self.n_outputs)
             return np.cumsum(diff[:k_count], axis=0).astype(np.float32)
-        out = np.zeros((k_count * n_tracks, self.n_outputs), np.float32)
+        out = aligned_empty((k_count * n_tracks, self.n_outputs), np.float32)  # no copy by JAX
+        out.fill(0.0)
         out[cell] = np.repeat(np.asarray(gains, np.float32), span, axis=0)
         return out.reshape(k_count, n_tracks, self.n_outputs)
 
