@@ -6,7 +6,7 @@ Dolby Atmos exports write them). It is made once with the demo scene generator a
 ``--workdir``. Each render runs the whole ``dubstage`` process in a fresh subprocess; we report
 wall time and the real-time factor (audio seconds / wall seconds) of each, then the peak memory
 of one more render, measured on its own (the sampling takes CPU). "cold" is the first render
-with an empty JAX compilation cache, "warm" the renders after it.
+with an empty cache (compiled JAX kernels, prepared HRTF sets), "warm" the renders after it.
 
     python benchmarks/atmos_render.py                  # 60 s master
     python benchmarks/atmos_render.py --seconds 240    # memory must not grow with length
@@ -155,7 +155,7 @@ def main() -> int:
         make_master(master, args.seconds, args.heard)
     layouts = [name for name in args.layout.split(",") if name]
     out = work / ("render.wav" if len(layouts) == 1 else "render_{layout}.wav")
-    cache = work / "jax-cache"
+    cache = work / "cache"  # compiled JAX kernels and prepared HRTF sets: empty for "cold"
     shutil.rmtree(cache, ignore_errors=True)
     env = dict(os.environ, DUBSTAGE_CACHE_DIR=str(cache))
     command = [sys.executable, "-m", "renderer.cli", "render", "--no-progress",
