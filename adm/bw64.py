@@ -804,38 +804,35 @@ class Bw64Writer:
             raise self._err(f"frames must have shape (n, {self._channels}), got {x.shape}")
         if not np.issubdtype(x.dtype, np.floating):
             raise self._err(f"frames must be floating point, got {x.dtype}")
+        # min and max are NaN where any value is, and infinite where any value is: two
+        # reductions, no temporary array
+        if self._tag == WAVE_FORMAT_PCM and x.size and not (
+                np.isfinite(x.min()) and np.isfinite(x.max())):
+            raise self._err("non-finite sample value (NaN or inf) cannot be written as PCM")
         step = max(1, (1 << 18) // self._channels)  # convert ~256k samples at a time
-        # every piece converted before any is written: a rejected call writes nothing
-        pieces = [self._encode(x[i : i + step]) for i in range(0, x.shape[0], step)]
-        for data, clipped in pieces:
-            self._f.write(data)
-            self._clipped += clipped
+        for i in range(0, x.shape[0], step):
+            self._f.write(self._encode(x[i : i + step]))
         self._frames += x.shape[0]
 
-    def _encode(self, x: np.ndarray) -> tuple[bytes | memoryview, int]:
-        """The file bytes of frames ``x`` and the number of samples clipped in them."""
+    def _encode(self, x: np.ndarray) -> bytes | memoryview:
         if self._tag == WAVE_FORMAT_IEEE_FLOAT:
-            data = np.ascontiguousarray(x, dtype="<f4" if self._bits == 32 else "<f8")
-            return data.tobytes(), 0
+            return np.ascontiguousarray(x, dtype="<f4" if self._bits == 32 else "<f8").tobytes()
         full = 2.0 ** (self._bits - 1)
         # float32 holds every 16- and 24-bit code exactly (scaling by a power of two is exact)
         work = np.float64 if self._bits == 32 else np.float32
         y = np.multiply(x, work(full), dtype=work)
         np.rint(y, out=y)
         lo, hi = -full, full - 1
-        # two reductions tell whether anything is out of range (NaN and inf included: a NaN
-        # makes both NaN); only then are values checked one by one
-        clipped = 0
+        # two reductions tell whether anything is out of range; only then are values counted
         if not (y.min(initial=lo) >= lo and y.max(initial=hi) <= hi):
-            if not np.isfinite(y).all():
-                raise self._err("non-finite sample value (NaN or inf) cannot be written as PCM")
             clipped = int(np.count_nonzero((y < lo) | (y > hi)))
             np.clip(y, lo, hi, out=y)
+            self._clipped += clipped
         if self._bits == 16:
-            return y.astype("<i2").tobytes(), clipped
+            return y.astype("<i2").tobytes()
         ints = y.astype("<i4")
         if self._bits == 32:
-            return ints.tobytes(), clipped
+            return ints.tobytes()
         # the low 3 bytes of each little-endian int32: three byte-strided copies (much faster
         # in numpy than one copy of 3-byte rows)
         four = ints.reshape(-1).view(np.uint8).reshape(-1, 4)
@@ -843,7 +840,7 @@ class Bw64Writer:
         three[:, 0] = four[:, 0]
         three[:, 1] = four[:, 1]
         three[:, 2] = four[:, 2]
-        return three.data, clipped
+        return three.data
 
     def close(self) -> None:
         """Finish the file (sizes, ds64 if needed, axml) and rename it onto :attr:`path`."""
