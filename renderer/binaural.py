@@ -254,13 +254,13 @@ def _scale(item) -> float:
 class _FilterBank:
     """The HRTF model as arrays for fast filter construction.
 
-    ``spectra`` (D, 2, B) complex64 delay-free spectra; ``delays`` (D, 2) samples;
+    The model's (D, 2, B) delay-free spectra as float32 rows (D, 2 ears * 2 * padded bins), real
+    and imaginary parts interleaved, zero past bin B; ``delays`` (D, 2) samples;
     ``inverses`` (T, 3, 3) per-triangle matrices (``v @ inverses[t]`` = barycentric weights
     of direction ``v`` in triangle ``t``); ``triangles`` (T, 3) direction indices.
     """
 
     def __init__(self, model: HrtfModel) -> None:
-        self.spectra = np.ascontiguousarray(model.aligned_spectra, np.complex64)
         self.delays = np.asarray(model.delays, np.float64)
         self.triangles = np.asarray(model.triangles, np.int64)
         self.inverses = np.asarray(model.inverses, np.float64)
@@ -276,9 +276,10 @@ class _FilterBank:
                                         np.arange(_FINE, dtype=np.float64)])
         # the spectra padded to whole tables of phase factors (zeros past the last bin), as
         # float32 rows of re, im interleaved: (D, 2 ears * 2 * n_coarse * FINE)
-        padded = np.zeros((len(self.spectra), 2, self._n_coarse * _FINE), np.complex64)
-        padded[..., :self.bins] = self.spectra
-        self._padded_real = padded.view(np.float32).reshape(len(self.spectra), -1)
+        n_directions = len(model.aligned_spectra)
+        padded = np.zeros((n_directions, 2, self._n_coarse * _FINE), np.complex64)
+        padded[..., :self.bins] = model.aligned_spectra
+        self._padded_real = padded.view(np.float32).reshape(n_directions, -1)
 
     def find_triangles(self, v: np.ndarray) -> np.ndarray:
         """(Q, 3) unit vectors -> (Q,) index of a triangle containing each (brute force)."""
