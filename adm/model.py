@@ -11,6 +11,7 @@ Y front, Z up in the unit cube; gains are linear factors.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -279,12 +280,14 @@ class Frequency:
 
 @dataclass(frozen=True)
 class AudioChannelFormat:
-    """audioChannelFormat: one channel's type and its time-ordered blocks."""
+    """audioChannelFormat: one channel's type and its time-ordered blocks (a tuple, or for
+    an Objects channel read for rendering, :class:`adm.columns.ObjectsBlockColumns`: the same
+    sequence of blocks held as arrays)."""
 
     id: str
     name: str
     type: TypeDefinition
-    blocks: tuple[BlockFormat, ...] = ()
+    blocks: Sequence[BlockFormat] = ()
     frequency: Frequency = Frequency()
     is_common_definition: bool = False
 

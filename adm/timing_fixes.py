@@ -30,6 +30,7 @@ import math
 from collections.abc import Callable, Collection
 from fractions import Fraction
 
+from adm.columns import NO_LENGTH, ObjectsBlockColumns
 from adm.model import (
     AdmDocument,
     AdmError,
@@ -233,6 +234,10 @@ def check_block_timing(doc: AdmDocument, fix: bool = False,
     the reference renderer would write a non-positive duration here).
     """
     src = doc.source
+    checked = [ch for ch in doc.channel_formats
+               if not ch.is_common_definition and (channel_ids is None or ch.id in channel_ids)]
+    if checked and _columns_in_order(doc, checked):
+        return doc, ()
     states = [
         _Channel(i, ch) for i, ch in enumerate(doc.channel_formats)
         if not ch.is_common_definition and (channel_ids is None or ch.id in channel_ids)
@@ -336,6 +341,33 @@ def check_block_timing(doc: AdmDocument, fix: bool = False,
     for state in states:
         channels[state.index] = state.rebuilt(seconds)
     return dataclasses.replace(doc, channel_formats=tuple(channels)), tuple(messages)
+
+
+def _columns_in_order(doc: AdmDocument, channels: list[AudioChannelFormat]) -> bool:
+    """True if ``channels`` all hold their blocks as columns (:mod:`adm.columns`) and pass
+    the three checks of :func:`check_block_timing`: each block ends where the next starts,
+    no interpolationLength is longer than its block, and no block ends after an audioObject
+    with a duration that plays it. Computed on the columns' integer ticks."""
+    ends: dict[str, Fraction] = {}
+    for channel in channels:
+        blocks = channel.blocks
+        if not isinstance(blocks, ObjectsBlockColumns):
+            return False
+        if not len(blocks):
+            continue
+        end = blocks.rtime + blocks.duration
+        if (blocks.rtime[1:] != end[:-1]).any():
+            return False
+        given = blocks.jump & (blocks.interpolation_length != NO_LENGTH)
+        if (blocks.interpolation_length[given] > blocks.duration[given]).any():
+            return False
+        ends[channel.id] = blocks.seconds(end.max())
+    for obj in doc.objects:
+        if obj.duration is not None:
+            for channel in object_channel_formats(doc, obj):
+                if channel.id in ends and ends[channel.id] > obj.duration:
+                    return False
+    return True
 
 
 def _clamp_to_object(

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import gc
 import itertools
+import math
 import operator
 import os
 import re
@@ -34,7 +35,9 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 import lxml.etree as etree
+import numpy as np
 
+from .columns import NO_LENGTH, ObjectsBlockColumns
 from .model import (
     AdmDocument,
     AdmError,
@@ -1791,6 +1794,216 @@ def _block_shape(body: str, match: re.Match[str]) -> _BlockShape:
     return shape
 
 
+# -- Objects channels as columns (adm.columns) ------------------------------------------------
+
+# the children a block read into columns may have (each at most once; position once per
+# coordinate), and those of their attributes whose values are read from each block
+_COLUMN_CHILDREN = frozenset({"position", "cartesian", "jumpPosition", "gain", "diffuse",
+                              "width", "height", "depth", "screenRef", "importance",
+                              "headLocked"})
+_COLUMN_CHILD_ATTRS = {"jumpPosition": "interpolationLength", "gain": "gainUnit"}
+# hh:mm:ss.fffff as _Ctx.time reads it, with at most 9 digits (times fit int64 ticks)
+_COLUMN_TIME = r"([0-9]{1,9}):([0-5][0-9]):([0-5][0-9])\.([0-9]{1,9})"
+_COLUMN_SCALE_LIMIT = 10 ** 12  # ticks per second, at most
+_CARTESIAN_COORDS = frozenset({"X", "Y", "Z"})
+_ALL_COORDS = _CARTESIAN_COORDS | _POLAR_COORDS
+
+
+class _ColumnShape:
+    """The markup of an audioBlockFormat as a pattern capturing its values (its ID, the four
+    parts of its rtime and of its duration, each child's text and read attribute), to read a
+    channel whose blocks all have this markup with one ``findall``. ``children``: (local name,
+    coordinate or None, group of its text, group of its read attribute or -1);
+    ``n_tags``: the number of '<' of one block."""
+
+    __slots__ = ("pattern", "n_tags", "id", "rtime", "duration", "children")
+
+    def __init__(self, pattern: re.Pattern[str], n_tags: int, groups: dict[str, int],
+                 children: list[tuple[str, str | None, int, int]]) -> None:
+        self.pattern, self.n_tags, self.children = pattern, n_tags, children
+        self.id, self.rtime = groups["audioBlockFormatID"], groups["rtime"]
+        self.duration = groups["duration"]
+
+
+def _column_shape(body: str, match: re.Match[str]) -> _ColumnShape | None:
+    """The :class:`_ColumnShape` of the audioBlockFormat ``match`` (of
+    :data:`_CHANNEL_CHILD_RE`, with content) of ``body``, or None for a block that columns
+    do not hold (another child, a child twice, a screenEdgeLock, a position neither polar nor
+    cartesian, a time not given)."""
+    escape = re.escape
+    parts = [escape(body[match.start():match.start(1)])]  # text between blocks: at the end
+    groups: dict[str, int] = {}
+    n_groups = 0
+    attrs, attrs_start = match.group(1), match.start(1)
+    last = 0
+    for attr in _ATTR_RE.finditer(attrs):
+        name = attr.group(1)
+        if name in _SHAPED_ATTRS and name not in groups:
+            value = 2 if attr.group(2) is not None else 3
+            quote = attrs[attr.start(value) - 1]
+            parts.append(escape(attrs[last:attr.start(value)]))
+            parts.append(f"([^{quote}<&\\t\\n]*)" if name == "audioBlockFormatID"
+                         else _COLUMN_TIME)
+            groups[name] = n_groups
+            n_groups += 1 if name == "audioBlockFormatID" else 4
+            last = attr.end(value)
+    if len(groups) != len(_SHAPED_ATTRS):
+        return None
+    parts.append(escape(body[attrs_start + last:match.start(2)]))
+    content, content_start = match.group(2), match.start(2)
+    children: list[tuple[str, str | None, int, int]] = []
+    seen: set[str] = set()
+    for child in _BLOCK_CHILD_RE.finditer(content):
+        local, child_attrs, text = child.groups()
+        if local not in _COLUMN_CHILDREN or text is None:
+            return None
+        coordinate, attr_group, done = None, -1, child.start()
+        parts.append(r"[^<]*")
+        for attr in _ATTR_RE.finditer(child_attrs):
+            name = attr.group(1)
+            value = 2 if attr.group(2) is not None else 3
+            if local == "position" and name == "coordinate":
+                known = _COORDS.get(attr.group(value))
+                if known is None:
+                    return None
+                coordinate = known[0]
+            elif local == "position" and name == "screenEdgeLock":
+                return None
+            elif _COLUMN_CHILD_ATTRS.get(local) == name and attr_group < 0:
+                at = child.start(2) + attr.start(value)
+                parts.append(escape(content[done:at]))
+                parts.append(f"([^{child_attrs[attr.start(value) - 1]}<&\\t\\n]*)")
+                attr_group, n_groups = n_groups, n_groups + 1
+                done = child.start(2) + attr.end(value)
+        key = local if coordinate is None else coordinate
+        if key in seen or (local == "position") != (coordinate is not None):
+            return None
+        seen.add(key)
+        parts.append(escape(content[done:child.start(3)]))
+        parts.append(r"([^<&]+)?")
+        parts.append(escape(content[child.end(3):child.end()]))
+        children.append((local, coordinate, n_groups, attr_group))
+        n_groups += 1
+    coordinates = seen & _ALL_COORDS
+    if not ({"X", "Y"} <= coordinates <= _CARTESIAN_COORDS
+            or ("azimuth" in coordinates and coordinates <= _POLAR_COORDS)):
+        return None
+    parts.append(r"[^<]*")
+    parts.append(escape(body[content_start + len(content):match.end()]))
+    parts.append(r"[^<]*")
+    return _ColumnShape(re.compile("".join(parts)), match.group(0).count("<"), groups,
+                        children)
+
+
+def _column_values(texts: Sequence[str], convert: Callable[[str], Any],
+                   dtype: Any) -> np.ndarray:
+    """``convert`` of each of ``texts`` as an array, converting each distinct text once."""
+    table = {text: convert(text) for text in set(texts)}
+    return np.fromiter(map(table.__getitem__, texts), dtype, len(texts))
+
+
+def _float_values(texts: Sequence[str]) -> np.ndarray:
+    """The numbers ``texts`` as :meth:`_Ctx.float` reads them (an error: ValueError)."""
+    values = np.fromiter(map(float, texts), np.float64, len(texts))
+    # float() also reads infinities, NaN and digits grouped with "_", which are refused
+    if not np.isfinite(values).all() or "_" in "".join(texts):
+        raise ValueError("not a plain number")
+    return values
+
+
+def _objects_columns(ctx: _Ctx, shape: _ColumnShape, body: str) -> ObjectsBlockColumns | None:
+    """The blocks of an Objects channel's content ``body`` as columns when every element in
+    it is an audioBlockFormat of ``shape``, its values read as :func:`_objects_block_parts`
+    reads them, its rtimes increasing; otherwise (or for any bad value) None, and the channel
+    is read block by block."""
+    found = shape.pattern.findall(body)
+    n = len(found)
+    # each match holds n_tags '<' of its own: all of them are in blocks of this shape
+    if not n or n * shape.n_tags != body.count("<"):
+        return None
+    columns = list(zip(*found))
+    try:
+        ids = [text.strip().upper() for text in columns[shape.id]]
+        if not all(ids):
+            return None
+        times = []
+        digits = 0
+        for group in (shape.rtime, shape.duration):
+            hours, minutes, seconds = (
+                np.fromiter(map(int, columns[group + k]), np.int64, n) for k in range(3))
+            fraction = columns[group + 3]
+            lengths = np.fromiter(map(len, fraction), np.int64, n)
+            times.append(((hours * 60 + minutes) * 60 + seconds,
+                          np.fromiter(map(int, fraction), np.int64, n), lengths))
+            digits = max(digits, int(lengths.max()))
+        values: dict[str, Any] = {}
+        jump = np.zeros(n, bool)
+        length_texts: Sequence[str] = ()  # the interpolationLengths given
+        length_values: dict[str, Fraction] = {}
+        cartesian_flags = None
+        coords: dict[str, np.ndarray] = {}
+        for local, coordinate, text_group, attr_group in shape.children:
+            texts = columns[text_group]
+            if coordinate is not None:
+                coords[coordinate] = _float_values(texts)
+            elif local == "cartesian" or local == "screenRef" or local == "headLocked":
+                flags = _column_values(texts, lambda t, name=local: ctx.bool(
+                    None, "", name, t), bool)
+                if local == "cartesian":
+                    cartesian_flags = flags
+                else:
+                    values[local] = flags
+            elif local == "jumpPosition":
+                jump = _column_values(texts, lambda t: ctx.bool(None, "", "jumpPosition", t), bool)
+                if attr_group >= 0:
+                    length_texts = columns[attr_group]
+                    length_values = {text: ctx.seconds(None, "", local, text)
+                                     for text in set(length_texts)}
+            elif local == "gain":
+                units = columns[attr_group] if attr_group >= 0 else itertools.repeat(None)
+                pairs = list(zip(texts, units))
+                values[local] = _column_values(
+                    pairs, lambda pair: ctx.gain_in(None, "", pair[0], pair[1]), np.float64)
+            elif local == "importance":
+                values[local] = _column_values(texts, lambda t: ctx.int(None, "", "importance", t),
+                                               np.int64)
+            else:  # diffuse, width, height, depth
+                values[local] = _float_values(texts)
+    except (AdmError, ValueError, OverflowError):
+        return None  # read block by block, which reports the problem exactly
+    is_cartesian = "X" in coords
+    if cartesian_flags is not None and not (cartesian_flags == is_cartesian).all():
+        return None
+    # every time on one tick: 10**digits seconds, and the interpolationLengths' denominators
+    scale = math.lcm(10 ** digits, *{t.denominator for t in length_values.values()})
+    longest = max(int(whole.max()) for whole, _, _ in times) + 1
+    if scale > _COLUMN_SCALE_LIMIT or longest * scale >= 1 << 62 or any(
+            t * scale >= 1 << 62 for t in length_values.values()):
+        return None
+    rtime, duration = (whole * scale + fraction * (scale // 10 ** lengths)
+                       for whole, fraction, lengths in times)
+    if n > 1 and not (rtime[1:] > rtime[:-1]).all():
+        return None  # block by block: sorted, with a warning
+    interpolation_length = (
+        _column_values(length_texts, lambda text: int(length_values[text] * scale), np.int64)
+        if length_texts else np.full(n, NO_LENGTH, np.int64))
+    position = np.empty((n, 3))
+    for k, (name, default) in enumerate(
+            (("X", 0.0), ("Y", 0.0), ("Z", 0.0)) if is_cartesian
+            else (("azimuth", 0.0), ("elevation", 0.0), ("distance", 1.0))):
+        position[:, k] = coords.get(name, default)
+    zeros = np.zeros(n)
+    return ObjectsBlockColumns(
+        ids=tuple(ids), position=position, cartesian=np.full(n, is_cartesian),
+        time_scale=scale, rtime=rtime, duration=duration, jump=jump,
+        interpolation_length=interpolation_length,
+        gain=values.get("gain", np.ones(n)), diffuse=values.get("diffuse", zeros),
+        width=values.get("width", zeros), height=values.get("height", zeros),
+        depth=values.get("depth", zeros), screen_ref=values.get("screenRef", np.zeros(n, bool)),
+        importance=values.get("importance", np.full(n, 10, np.int64)),
+        head_locked=values.get("headLocked", np.zeros(n, bool)))
+
+
 def _raw_objects_channel(ctx: _Ctx, attrs: dict[str, str], body: str) -> AudioChannelFormat:
     """An Objects audioChannelFormat from its start tag's attributes and its content's text
     (no references, comments, CDATA or processing instructions; line ends normalised), read
@@ -1804,6 +2017,14 @@ def _raw_objects_channel(ctx: _Ctx, attrs: dict[str, str], body: str) -> AudioCh
     type_ = _type_definition(ctx, attrs, cid)  # type: ignore[arg-type]  # only .get is used
     if type_ is not TypeDefinition.Objects:
         raise _FastPathUnsupported("not an Objects channel")
+    first = _CHANNEL_CHILD_RE.search(body)
+    if first is not None and first.group(2) is not None:  # a block with content: columns?
+        shape = _column_shape(body, first)
+        columns = _objects_columns(ctx, shape, body) if shape is not None else None
+        if columns is not None:
+            return AudioChannelFormat(id=cid, name=attrs.get("audioChannelFormatName", ""),
+                                      type=type_, blocks=columns, frequency=Frequency(),
+                                      is_common_definition=False)
     blocks: list[BlockFormat] = []
     low_pass: float | None = None
     high_pass: float | None = None

@@ -74,6 +74,7 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
+from adm.columns import ObjectsBlockColumns
 from adm.items import DirectSpeakersRenderItem, HoaRenderItem, ObjectRenderItem
 from adm.model import (
     CartesianPosition,
@@ -165,6 +166,9 @@ def _unit_vector(azimuth, elevation) -> np.ndarray:
 
 def _is_point_object(item: ObjectRenderItem) -> bool:
     blocks = item.channel_format.blocks
+    if isinstance(blocks, ObjectsBlockColumns):
+        return bool(len(blocks)) and not (blocks.needs_full_pipeline().any()
+                                          or blocks.diffuse.any())
     return bool(blocks) and all(
         isinstance(b, ObjectsBlock) and not needs_full_pipeline(b) and b.diffuse == 0.0
         for b in blocks)
@@ -179,6 +183,20 @@ def _is_lfe(item: DirectSpeakersRenderItem) -> bool:
 
 def _block_directions(blocks: Sequence) -> np.ndarray:
     """(B, 3) unit vectors of the blocks' positions (polar, or cartesian converted)."""
+    if isinstance(blocks, ObjectsBlockColumns):
+        polar, is_cart, cart = blocks.position[:, :2].copy(), blocks.cartesian, blocks.position
+    else:
+        polar, is_cart, cart = _block_positions(blocks)
+    if is_cart.any():
+        # BS.2127 clause 10 point conversion of the cube-clipped position; centre -> front
+        az, el, _ = point_cart_to_polar(np.clip(cart[is_cart], -1.0, 1.0))
+        polar[is_cart, 0], polar[is_cart, 1] = az, el
+    return _unit_vector(polar[:, 0], polar[:, 1])
+
+
+def _block_positions(blocks: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Azimuth and elevation (B, 2) of the polar blocks, which are cartesian (B,) and the
+    cartesian ones' X, Y, Z (B, 3)."""
     polar = np.zeros((len(blocks), 2))
     cart = np.zeros((len(blocks), 3))
     is_cart = np.zeros(len(blocks), bool)
@@ -193,11 +211,7 @@ def _block_directions(blocks: Sequence) -> np.ndarray:
             polar[i] = (position.azimuth.value, position.elevation.value)
         else:
             polar[i] = (position.azimuth, position.elevation)
-    if is_cart.any():
-        # BS.2127 clause 10 point conversion of the cube-clipped position; centre -> front
-        az, el, _ = point_cart_to_polar(np.clip(cart[is_cart], -1.0, 1.0))
-        polar[is_cart, 0], polar[is_cart, 1] = az, el
-    return _unit_vector(polar[:, 0], polar[:, 1])
+    return polar, is_cart, cart
 
 
 def binaural_extent(block: ObjectsBlock) -> ObjectsBlock:
@@ -461,7 +475,9 @@ def _point_segments(item, index: int, sample_rate: int, where: str) -> Segments:
     blocks = item.channel_format.blocks
     values = np.zeros((len(blocks), 4), np.float32)
     values[:, :3] = _block_directions(blocks)
-    values[:, 3] = [b.gain * _scale(item) for b in blocks]
+    block_gains = (blocks.gain if isinstance(blocks, ObjectsBlockColumns)
+                   else np.array([b.gain for b in blocks], dtype=float))
+    values[:, 3] = block_gains * _scale(item)
     timing = block_timings(blocks, sample_rate, item.context.object_start,
                            item.context.object_duration,
                            interpolate=isinstance(item, ObjectRenderItem),

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adm.columns import ObjectsBlockColumns
 from adm.model import DEFAULT_SCREEN, CartesianPosition, ObjectsBlock, PolarPosition, Screen
 from layouts.model import Layout, polar_to_cartesian
 from renderer.allocentric import AllocentricPanner, allocentric_gains, configure_allocentric
@@ -152,6 +153,8 @@ def point_gains(configured: PointSourcePanner | AllocentricPanner,
 
 def block_parameters(blocks: Sequence[ObjectsBlock]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """coords (B, 3), cartesian (B,) bool, block gain (B,) (linear)."""
+    if isinstance(blocks, ObjectsBlockColumns):
+        return blocks.position, blocks.cartesian, blocks.gain
     coords = np.zeros((len(blocks), 3))
     cartesian = np.zeros(len(blocks), dtype=bool)
     scale = np.zeros(len(blocks))
@@ -202,7 +205,8 @@ def object_block_gains(
     coords, cartesian, scale = block_parameters(blocks)
     if extra_scale is not None:
         scale = scale * extra_scale
-    full = np.array([needs_full_pipeline(b) for b in blocks], dtype=bool)
+    full = (blocks.needs_full_pipeline() if isinstance(blocks, ObjectsBlockColumns)
+            else np.array([needs_full_pipeline(b) for b in blocks], dtype=bool))
     speaker_gains = np.zeros((n_blocks, int((~panner.lfe_mask).sum())))
     for mask, function, configured in (
         (~cartesian & ~full, _polar_block_gains, lambda: panner.point_source),
@@ -212,7 +216,7 @@ def object_block_gains(
         if len(rows):
             speaker_gains[rows] = _in_batches(function, configured(), coords[rows], scale[rows])
     if full.any():
-        chosen = [b for b, f in zip(blocks, full) if f]
+        chosen = [blocks[i] for i in np.flatnonzero(full)]
         speaker_gains[full] = _full_pipeline_gains(
             panner.layout, chosen, coords[full], cartesian[full], reference_screen,
             reproduction_screen, messages) * scale[full, None]
@@ -299,5 +303,8 @@ def direct_diffuse_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """BS.2127 direct/diffuse split: (direct, diffuse) gains, ``gains * sqrt(1 - diffuse)`` and
     ``gains * sqrt(diffuse)`` per block; each (B, n_channels)."""
-    diffuse = np.array([b.diffuse for b in blocks], dtype=float).reshape(-1, 1)
+    if isinstance(blocks, ObjectsBlockColumns):
+        diffuse = blocks.diffuse.reshape(-1, 1)
+    else:
+        diffuse = np.array([b.diffuse for b in blocks], dtype=float).reshape(-1, 1)
     return gains * np.sqrt(1.0 - diffuse), gains * np.sqrt(diffuse)

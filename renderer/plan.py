@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from adm.columns import ObjectsBlockColumns
 from adm.items import DirectSpeakersRenderItem, HoaRenderItem, ObjectRenderItem
 from adm.model import DEFAULT_SCREEN, ObjectsBlock, Screen
 from layouts.model import Layout
@@ -78,6 +79,17 @@ def _groups(items: Sequence, limit: int) -> list[list]:
     return groups
 
 
+def _joined_blocks(parts: Sequence[Sequence[ObjectsBlock]]) -> Sequence[ObjectsBlock]:
+    """The Objects blocks of several channels one after the other: as columns when every
+    channel holds its blocks so (:mod:`adm.columns`), else as a list."""
+    if parts and all(isinstance(p, ObjectsBlockColumns) for p in parts):
+        try:
+            return ObjectsBlockColumns.concatenate(parts)  # type: ignore[arg-type]
+        except OverflowError:  # no common tick in 63 bits: the gains do not need times
+            pass
+    return [block for blocks in parts for block in blocks]
+
+
 def _object_scale(item) -> float:
     context = item.context
     return 0.0 if context.object_mute else context.object_gain
@@ -110,13 +122,10 @@ def build_gain_plan(
         # computed in one batch and turned into segments before the next group, so the
         # working memory does not grow with the file
         for group in _groups(object_items, OBJECT_GROUP_BLOCKS):
-            group_blocks: list[ObjectsBlock] = []
-            group_scale: list[float] = []
-            for item in group:
-                blocks = item.channel_format.blocks
-                group_blocks.extend(blocks)
-                group_scale.extend([_object_scale(item)] * len(blocks))
-            gains = object_block_gains(panner, group_blocks, np.array(group_scale),
+            group_blocks = _joined_blocks([item.channel_format.blocks for item in group])
+            group_scale = np.repeat([_object_scale(item) for item in group],
+                                    [len(item.channel_format.blocks) for item in group])
+            gains = object_block_gains(panner, group_blocks, group_scale,
                                        reference_screen=object_items[0].context.reference_screen,
                                        reproduction_screen=screen,
                                        messages=messages)

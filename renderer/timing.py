@@ -24,6 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from adm.columns import NO_LENGTH, ObjectsBlockColumns
 from adm.model import AdmError
 
 OPEN_END = np.iinfo(np.int64).max // 4
@@ -88,33 +89,51 @@ _TICKS_LIMIT = 1 << 61
 def _block_timings_vectorised(blocks, sr, object_start, object_duration, interpolate, where):
     """numpy version of :func:`_block_timings_exact` for fully timed channels, or None."""
     n = len(blocks)
-    if n == 0 or any(b.rtime is None or b.duration is None for b in blocks):
-        return None
-    rtimes = [b.rtime for b in blocks]
-    durations = [b.duration for b in blocks]
-    jumps = [getattr(b, "jump_position", None) for b in blocks]
-    # jumpPosition set: interpolate over interpolationLength (0 when not given)
-    lengths = [(j.interpolation_length or Fraction(0)) if j is not None and j.flag else None
-               for j in jumps]
     extra = [t for t in (object_start, object_duration) if t is not None]
-    denominators = {t.denominator for t in rtimes} | {t.denominator for t in durations}
-    denominators |= {t.denominator for t in lengths if t is not None}
-    denominators |= {t.denominator for t in extra}
-    tick = math.lcm(*denominators)
     obj_start = object_start if object_start is not None else Fraction(0)
+    if isinstance(blocks, ObjectsBlockColumns):  # integer ticks already
+        if n == 0:
+            return None
+        tick = math.lcm(blocks.time_scale, *{t.denominator for t in extra})
+        factor = tick // blocks.time_scale
+        has_jump = blocks.jump
+        lengths = np.where(has_jump & (blocks.interpolation_length != NO_LENGTH),
+                           blocks.interpolation_length, 0)
+        maxima = [int(a.max()) * factor for a in (blocks.rtime, blocks.duration, lengths)]
+        obj_ticks = obj_start.numerator * (tick // obj_start.denominator)
+        if (obj_ticks + sum(maxima)) * sr >= _TICKS_LIMIT or tick * sr >= _TICKS_LIMIT:
+            return None
+        start = blocks.rtime * factor + obj_ticks
+        end = start + blocks.duration * factor
+        jump_length = lengths * factor
+    else:
+        if n == 0 or any(b.rtime is None or b.duration is None for b in blocks):
+            return None
+        rtimes = [b.rtime for b in blocks]
+        durations = [b.duration for b in blocks]
+        jumps = [getattr(b, "jump_position", None) for b in blocks]
+        # jumpPosition set: interpolate over interpolationLength (0 when not given)
+        given = [(j.interpolation_length or Fraction(0)) if j is not None and j.flag else None
+                 for j in jumps]
+        denominators = {t.denominator for t in rtimes} | {t.denominator for t in durations}
+        denominators |= {t.denominator for t in given if t is not None}
+        denominators |= {t.denominator for t in extra}
+        tick = math.lcm(*denominators)
 
-    def tick_counts(values) -> list[int]:  # exact Python ints: no overflow before the check
-        return [v.numerator * (tick // v.denominator) for v in values]
+        def tick_counts(values) -> list[int]:  # exact Python ints: no overflow before the check
+            return [v.numerator * (tick // v.denominator) for v in values]
 
-    start_ticks, duration_ticks = tick_counts(rtimes), tick_counts(durations)
-    jump_ticks = tick_counts([length if length is not None else Fraction(0)
-                              for length in lengths])
-    obj_ticks = obj_start.numerator * (tick // obj_start.denominator)
-    horizon = (obj_ticks + max(start_ticks) + max(duration_ticks) + max(jump_ticks)) * sr
-    if horizon >= _TICKS_LIMIT or tick * sr >= _TICKS_LIMIT:
-        return None
-    start = np.array(start_ticks, np.int64) + obj_ticks
-    end = start + np.array(duration_ticks, np.int64)
+        start_ticks, duration_ticks = tick_counts(rtimes), tick_counts(durations)
+        jump_ticks = tick_counts([length if length is not None else Fraction(0)
+                                  for length in given])
+        obj_ticks = obj_start.numerator * (tick // obj_start.denominator)
+        horizon = (obj_ticks + max(start_ticks) + max(duration_ticks) + max(jump_ticks)) * sr
+        if horizon >= _TICKS_LIMIT or tick * sr >= _TICKS_LIMIT:
+            return None
+        start = np.array(start_ticks, np.int64) + obj_ticks
+        end = start + np.array(duration_ticks, np.int64)
+        has_jump = np.array([length is not None for length in given])
+        jump_length = np.array(jump_ticks, np.int64)
     if object_duration is not None:
         late = np.flatnonzero(end > int((obj_start + object_duration) * tick))
         if len(late):
@@ -128,8 +147,6 @@ def _block_timings_vectorised(blocks, sr, object_start, object_duration, interpo
     if interpolate:
         contiguous = np.zeros(n, bool)
         contiguous[1:] = start[1:] == end[:-1]
-        has_jump = np.array([length is not None for length in lengths])
-        jump_length = np.array(jump_ticks, np.int64)
         target = np.where(contiguous, np.where(has_jump, start + jump_length, end), start)
         too_long = np.flatnonzero(target > end)
         if len(too_long):

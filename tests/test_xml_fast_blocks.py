@@ -490,3 +490,95 @@ def test_first_parse_cuts_channels_typed_by_label_alone(tmp_path: Path) -> None:
     assert cut is not None and b"audioBlockFormat" not in cut
     from_file, from_bytes = _deferred(tmp_path, data)
     assert from_file == from_bytes
+
+
+# --------------------------------------------------------------------------------------------
+# channels read into columns (adm.columns.ObjectsBlockColumns): one pattern for all blocks
+# --------------------------------------------------------------------------------------------
+
+
+def _moving(n: int, body: str = "", rtime: str | None = None, duration: str | None = None,
+            az: float | None = None) -> str:
+    """Block ``n`` of a channel of 0.25 s blocks moving 1.5 degrees a block."""
+    az = 1.5 * n if az is None else az
+    return _block(n, _polar(az, 2.0) + body,
+                  rtime=rtime or f"00:00:{n // 4:02d}.{25 * (n % 4):02d}000",
+                  duration=duration or "00:00:00.25000")
+
+
+def test_one_markup_reads_into_columns_with_exact_values(tmp_path: Path) -> None:
+    from adm.columns import NO_LENGTH, ObjectsBlockColumns
+
+    body = ('<gain gainUnit="dB">{g}</gain><jumpPosition interpolationLength="{il}">1'
+            "</jumpPosition><importance>{imp}</importance><diffuse>0.5</diffuse>")
+    blocks = "\n".join(_moving(n, body.format(g=-6 * (n % 2), il="0.005208" if n else "0",
+                                              imp=n % 11)) for n in range(40))
+    (channel,) = _check(tmp_path, _wrap(_channel("AC_00031001", blocks)))
+    columns = channel.blocks
+    assert isinstance(columns, ObjectsBlockColumns) and len(columns) == 40
+    # hand-computed: five digits of the times (1e5) and 0.005208 = 651 / 125000: one tick
+    # is 1 / lcm(100000, 125000) = 1 / 500000 s
+    assert columns.time_scale == 500_000
+    assert columns.rtime[5] == 625_000 and columns.duration[5] == 125_000
+    assert columns.interpolation_length[1] == 2604 and columns.interpolation_length[0] == 0
+    assert NO_LENGTH < 0
+    assert columns[5].rtime == Fraction(5, 4)
+    assert columns[1].gain == 10 ** (-6 / 20) and columns[2].gain == 1.0
+    assert columns[7].importance == 7 and columns[7].position == PolarPosition(10.5, 2.0, 1.0)
+
+
+def test_columns_take_the_longest_fraction_of_a_second(tmp_path: Path) -> None:
+    from adm.columns import ObjectsBlockColumns
+
+    blocks = (_moving(0, rtime="00:00:00.0", duration="00:00:00.5")
+              + _moving(1, rtime="00:00:00.5", duration="00:00:00.123456789")
+              + _moving(2, rtime="00:00:00.623456789", duration="00:00:01.00"))
+    (channel,) = _check(tmp_path, _wrap(_channel("AC_00031001", blocks)))
+    assert isinstance(channel.blocks, ObjectsBlockColumns)
+    assert channel.blocks.time_scale == 10 ** 9
+    assert channel.blocks[2].rtime == Fraction(623456789, 10 ** 9)
+
+
+@pytest.mark.parametrize("case", [
+    "other markup",  # a block with another child
+    "ten digits",  # a time finer than a nanosecond
+    "sample times",  # the sample form of a time
+    "out of order",
+    "frequency",  # an element beside the blocks
+    "edge lock",
+    "not a plain number",
+    "infinite",
+    "channel lock",
+])
+def test_what_columns_do_not_hold_is_read_block_by_block(tmp_path: Path, case: str) -> None:
+    from adm.columns import ObjectsBlockColumns
+
+    blocks = [_moving(n) for n in range(4)]
+    extra = ""
+    if case == "other markup":
+        blocks[2] = _moving(2, "<width>5</width>")
+    elif case == "ten digits":
+        blocks[3] = _moving(3, rtime="00:00:00.7500000000")
+    elif case == "sample times":
+        blocks[1] = _moving(1, rtime="00:00:00.12000S48000", duration="00:00:00.12000S48000")
+    elif case == "out of order":
+        blocks[1], blocks[2] = blocks[2], blocks[1]
+    elif case == "frequency":
+        extra = '<frequency typeDefinition="lowPass">120</frequency>'
+    elif case == "edge lock":
+        blocks = [_block(n, '<position coordinate="azimuth" screenEdgeLock="left">10'
+                            '</position>', rtime=f"00:00:0{n}.00000",
+                         duration="00:00:01.00000") for n in range(3)]
+    elif case == "not a plain number":
+        blocks[1] = _moving(1, az=1_0)
+        blocks[1] = blocks[1].replace(">10<", ">1_0<")
+    elif case == "infinite":
+        blocks[2] = _moving(2).replace(">3.0<", ">1e999<")  # inf, as float() reads it
+    elif case == "channel lock":
+        blocks = [_moving(n, "<channelLock>1</channelLock>") for n in range(3)]
+    data = _wrap(_channel("AC_00031001", "".join(blocks), extra=extra))
+    if case == "not a plain number":
+        assert "line " in _check_error(tmp_path, data)
+        return
+    (channel,) = _check(tmp_path, data)
+    assert not isinstance(channel.blocks, ObjectsBlockColumns)
