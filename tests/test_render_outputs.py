@@ -192,3 +192,17 @@ def test_objects_read_channel_by_channel_render_as_from_the_whole_document(tmp_p
     assert sorted(alone[0].warnings) == sorted(whole[0].warnings)
     assert any("AB_" in w for w in alone[0].warnings)  # the repairs are told
     assert any("end of audioObject" in w for w in alone[0].warnings)  # incl. the duration
+
+
+@pytest.mark.parametrize("n_frames", [0, 1, 127, 128, 129, 1000])
+def test_channel_peaks(n_frames: int) -> None:
+    from renderer.render import channel_peaks
+
+    frames = np.zeros((n_frames, 12), np.float32)
+    expected = np.zeros(12, np.float32)
+    for channel in range(12):  # one peak per channel, positive or negative, anywhere
+        if n_frames:
+            value = (channel + 1) / 16 * (-1) ** channel
+            frames[(channel * 37) % n_frames, channel] = value
+            expected[channel] = max(expected[channel], abs(value))
+    assert np.array_equal(channel_peaks(frames), expected)
