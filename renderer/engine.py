@@ -3,15 +3,19 @@
 The gain of each track is a piecewise-linear function of the sample index (see
 :mod:`renderer.timing`): *holds* (constant gains) and *ramps* (linear from one gain vector to
 another). The engine splits the audio into sub-blocks of ``sub_block`` frames and sends
-``sub_blocks`` of them at a time to one jitted JAX function:
+``sub_blocks`` of them at a time to one jitted JAX function. Each segment is seen as what it
+adds to its track's gains: its first gains from its first frame on, the change of a ramp
+(``to - from``) weighted by its interpolation factor (which stays 1 after the ramp), and its
+last gains taken away from its end on. So for each sub-block:
 
-* holds that cover a whole sub-block go into a dense (tracks, outputs) gain matrix for that
-  sub-block, so most of the work is a batched matrix product ``x @ H``;
-* everything else touching the sub-block (ramps, and holds starting or ending inside it) is
-  expanded into *columns*: a hold contributes the track masked to its range, a ramp two
-  columns, the track weighted by ``1 - p`` and by ``p``; their contribution is ``A @ G`` with
-  ``A[s, c] = x[s, track_c] * weight_c(s)`` inside the column's range and 0 outside.
-
+* the gains of the segments playing at its first frame form a dense (tracks, outputs)
+  matrix, and most of the work is a batched matrix product ``x @ G``;
+* what changes inside it is a few *transition columns*: the steps where segments start or
+  end inside it (those of one track at one frame summed: a hold that follows a ramp to its
+  gains adds nothing), and the ramps touching it. Their contribution is ``A @ D`` with
+  ``A[s, c] = x[s, track_c] * weight_c(s)`` and ``D`` the changes of gains: 0 before the
+  column's frame, then 1 for a step; for a ramp, its interpolation factor ``p`` until its
+end and 1 after it.
 Column counts are padded to powers of two, so a few compiled shapes serve a whole file.
 Segments are swept in time order, taken from their source (:mod:`renderer.segment_store`) as
 the mix reaches them and dropped when they end, so the mixer holds only the segments playing
@@ -30,8 +34,6 @@ import numpy as np
 from adm.bw64 import aligned_empty
 from renderer.segment_store import SegmentSource, SegmentWindow
 from renderer.timing import Segments
-
-HOLD, FADE_OUT, FADE_IN = 0, 1, 2
 
 
 def decode_samples(data: jax.Array, encoding: str, n_tracks: int) -> jax.Array:
@@ -58,27 +60,28 @@ def decode_samples(data: jax.Array, encoding: str, n_tracks: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("encoding", "n_tracks"))
-def _mix_batch(data, hold_gains, track, rel_first, rel_last, p_first, step, kind, gains,
-               encoding, n_tracks):
+def _mix_batch(data, base_gains, track, rel_first, rel_last, p_first, step, delta, encoding,
+               n_tracks):
     """Mix K sub-blocks of M frames.
 
     data: (K, M, T) float32 input, or (K, M, T * bytes) uint8 sample bytes (see
-    :func:`decode_samples`). hold_gains: (K, T, n_out) gains of whole-sub-block holds.
-    Partial columns, (K, C) each: track index, range ``[rel_first, rel_last)`` within the
-    sub-block, interpolation factor at ``rel_first`` and its step per sample, kind (HOLD,
-    FADE_OUT, FADE_IN); gains (K, C, n_out). Returns (K * M, n_out).
+    :func:`decode_samples`). base_gains: (K, T, n_out) the gains at each sub-block's start
+    (see :class:`Mixer`). Transition columns, (K, C) each: the track, the first frame of the
+    sub-block it changes (``rel_first``), the frame from which its weight is 1
+    (``rel_last``), its weight at ``rel_first`` (``p_first``) and the weight's increase per
+    frame (``step``); delta (K, C, n_out): the change of gains it makes. A column's weight
+    at frame m is 0 before ``rel_first``, ``p_first + (m - rel_first) * step`` before
+    ``rel_last``, 1 from it on. Returns (K * M, n_out).
     """
     x = decode_samples(data, encoding, n_tracks)
-    dense = jnp.einsum("kmt,kto->kmo", x, hold_gains)
+    dense = jnp.einsum("kmt,kto->kmo", x, base_gains)
     m = x.shape[1]
     i = jnp.arange(m, dtype=jnp.int32)[None, :, None]
-    inside = (i >= rel_first[:, None, :]) & (i < rel_last[:, None, :])
-    p = p_first[:, None, :] + (i - rel_first[:, None, :]).astype(jnp.float32) * step[:, None, :]
-    kind = kind[:, None, :]
-    weight = jnp.where(kind == HOLD, 1.0, jnp.where(kind == FADE_OUT, 1.0 - p, p))
+    since = i - rel_first[:, None, :]
+    p = p_first[:, None, :] + since.astype(jnp.float32) * step[:, None, :]
+    weight = jnp.where(since < 0, 0.0, jnp.where(i < rel_last[:, None, :], p, 1.0))
     columns = jnp.take_along_axis(x, track[:, None, :], axis=2)
-    a = jnp.where(inside, columns * weight, 0.0)
-    out = dense + jnp.einsum("kmc,kco->kmo", a, gains)
+    out = dense + jnp.einsum("kmc,kco->kmo", columns * weight, delta)
     return out.reshape(-1, out.shape[-1])
 
 
@@ -125,87 +128,82 @@ class Mixer:
         self._window.take(start + n)
         self._window.drop(start)
         segs = self._window.segments
-        # Columns: a hold is one column, a ramp two (FADE_OUT weighted by 1 - p with its
-        # from-gains, FADE_IN by p with its to-gains).
+        first, last = segs.first - start, segs.last - start  # relative to this batch
         is_ramp = segs.is_ramp
-        ramp, hold = np.flatnonzero(is_ramp), np.flatnonzero(~is_ramp)
-        segment = np.concatenate([hold, ramp, ramp])
-        kind = np.concatenate([np.full(len(hold), HOLD, np.int8),
-                               np.full(len(ramp), FADE_OUT, np.int8),
-                               np.full(len(ramp), FADE_IN, np.int8)])
-        first, last = segs.first[segment], segs.last[segment]
-        rel_first, rel_last = first - start, last - start
-        sb_lo = np.clip(rel_first // m, 0, k_count - 1)
-        sb_hi = np.clip((rel_last - 1) // m, 0, k_count - 1)
+        begin = np.where(is_ramp[:, None], segs.gains_from, segs.gains_to)  # (S, n_out)
 
-        # Holds covering whole sub-blocks: a difference array over sub-blocks, summed.
-        is_hold = kind == HOLD
-        full_lo = np.clip(-(-rel_first // m), 0, k_count)
-        full_hi = np.clip(rel_last // m, 0, k_count)  # exclusive
-        full = is_hold & (full_hi > full_lo)
-        full_segments = segment[full]
-        tracks = segs.track[full_segments]
-        hold_gains = self._hold_gains(full_lo[full], full_hi[full], tracks,
-                                      segs.gains_to[full_segments])
+        # The gains at each sub-block's start: those of the segments covering it (a ramp:
+        # its from-gains, its ramp being a transition column)
+        lo = np.clip(-(-first // m), 0, k_count)
+        hi = np.clip(-(-last // m), 0, k_count)  # exclusive
+        covers = hi > lo
+        base_gains = self._hold_gains(lo[covers], hi[covers], segs.track[covers],
+                                      begin[covers])
 
-        # Partial columns: ramps in every sub-block they touch; holds where they start or
-        # end inside a sub-block.
-        starts_inside = is_hold & (rel_first > sb_lo * m)
-        ends_inside = is_hold & (rel_last < (sb_hi + 1) * m)
-        ramp = ~is_hold
-        span = np.where(ramp, sb_hi - sb_lo + 1, 0)
-        entry_col = np.concatenate([
-            np.repeat(np.arange(len(segment)), span),
-            np.flatnonzero(starts_inside),
-            np.flatnonzero(ends_inside & ~(starts_inside & (sb_lo == sb_hi))),
-        ])
-        run_start = np.repeat(np.cumsum(span) - span, span)
-        entry_sb = np.concatenate([
-            np.repeat(sb_lo, span) + np.arange(int(span.sum())) - run_start,
-            sb_lo[starts_inside],
-            sb_hi[ends_inside & ~(starts_inside & (sb_lo == sb_hi))],
-        ]).astype(np.int64)
+        # Steps inside sub-blocks: each segment adds its first gains where it starts and
+        # takes its last gains away where it ends; those of one track at one frame are summed
+        # (a hold following a ramp to its gains cancels out) and zero sums are left out
+        frames = k_count * m
+        at = np.concatenate([first, last])
+        inside = (at > 0) & (at < frames) & (at % m != 0)
+        key = (np.concatenate([segs.track, segs.track]).astype(np.int64)[inside] * frames
+               + at[inside])
+        change = np.concatenate([begin, -segs.gains_to])[inside].astype(np.float64)
+        keys, which = np.unique(key, return_inverse=True)
+        steps = np.zeros((len(keys), self.n_outputs))
+        np.add.at(steps, which, change)
+        kept = np.flatnonzero(steps.any(axis=1))
+        step_track, step_at = np.divmod(keys[kept], frames)
+
+        # Ramps: a column in every sub-block they touch, weighted by their interpolation
+        # factor, and by 1 after their end (where their last gains are taken away)
+        ramp = np.flatnonzero(is_ramp & (first < frames) & (last > 0))
+        sb_lo = np.clip(first[ramp] // m, 0, k_count - 1)
+        sb_hi = np.clip((last[ramp] - 1) // m, 0, k_count - 1)
+        span = sb_hi - sb_lo + 1
+        which_ramp = np.repeat(ramp, span)
+        ramp_sb = np.repeat(sb_lo, span) + (np.arange(int(span.sum()))
+                                            - np.repeat(np.cumsum(span) - span, span))
+        ramp_first = np.clip(first[which_ramp] - ramp_sb * m, 0, m)
+        ramp_last = np.clip(last[which_ramp] - ramp_sb * m, 0, m)
+        ramp_p0 = segs.ramp_start[which_ramp] + (
+            ramp_sb * m + ramp_first - first[which_ramp]) * segs.ramp_step[which_ramp]
+
+        entry_sb = np.concatenate([step_at // m, ramp_sb])
         order = np.argsort(entry_sb, kind="stable")
-        entry_col, entry_sb = entry_col[order], entry_sb[order]
+        entry_sb = entry_sb[order]
         counts = np.bincount(entry_sb, minlength=k_count)
         width = _bucket(int(counts.max()) if len(counts) else 1)
         slot = np.arange(len(entry_sb)) - np.repeat(np.cumsum(counts) - counts, counts)
+        n_steps = len(kept)
 
-        seg = segment[entry_col]
-        e_kind = kind[entry_col]
-        c_first = first[entry_col]
-        sub_start = start + entry_sb * m
-        e_first = np.clip(c_first - sub_start, 0, m)
-        e_last = np.clip(last[entry_col] - sub_start, 0, m)
-        dp = segs.ramp_step[seg]
-        e_p0 = segs.ramp_start[seg] + (sub_start + e_first - c_first) * dp
-        e_gains = np.where((e_kind == FADE_OUT)[:, None], segs.gains_from[seg],
-                           segs.gains_to[seg])
-
-        def table(values, dtype, extra=()):
+        def table(step_values, ramp_values, dtype, extra=()):
             out = np.zeros((k_count, width) + extra, dtype)
-            out[entry_sb, slot] = values
+            values = np.concatenate([np.broadcast_to(step_values, (n_steps,) + extra),
+                                     ramp_values])
+            out[entry_sb, slot] = values[order]
             return out
 
+        ramp_delta = segs.gains_to[which_ramp] - segs.gains_from[which_ramp]
         return _mix_batch(
             x.reshape(k_count, m, -1),
-            hold_gains,
-            table(segs.track[seg], np.int32),
-            table(e_first, np.int32),
-            table(e_last, np.int32),
-            table(e_p0, np.float32),
-            table(dp, np.float32),
-            table(e_kind, np.int32),
-            table(e_gains, np.float32, (self.n_outputs,)),
+            base_gains,
+            table(step_track, segs.track[which_ramp], np.int32),
+            table(step_at % m, ramp_first, np.int32),
+            table(step_at % m, ramp_last, np.int32),
+            table(1.0, ramp_p0, np.float32),
+            table(0.0, segs.ramp_step[which_ramp], np.float32),
+            table(steps[kept], ramp_delta, np.float32, (self.n_outputs,)),
             encoding=encoding, n_tracks=self.n_tracks,
         )
 
     def _hold_gains(self, lo: np.ndarray, hi: np.ndarray, tracks: np.ndarray,
                     gains: np.ndarray) -> np.ndarray:
-        """(sub_blocks, n_tracks, n_outputs) float32 gains of the holds covering whole
-        sub-blocks ``[lo, hi)`` of ``tracks`` (H,) with ``gains`` (H, n_outputs). Where no two
-        holds of one track share a sub-block (the usual case) each gain is placed as it is;
-        otherwise they are summed (in float64) through a difference array over sub-blocks."""
+        """(sub_blocks, n_tracks, n_outputs) float32 gains at the start of each sub-block:
+        ``gains`` (H, n_outputs) of ``tracks`` (H,) at the starts of sub-blocks ``[lo, hi)``.
+        Where no two segments of one track share a sub-block start (the usual case) each gain
+        is placed as it is; otherwise they are summed (in float64) through a difference array
+        over sub-blocks."""
         k_count, n_tracks = self.sub_blocks, self.n_tracks
         span = hi - lo
         sub_block = np.repeat(lo, span) + (np.arange(int(span.sum()))

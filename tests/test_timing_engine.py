@@ -231,3 +231,41 @@ def test_evaluate_segments_hand_computed():
     assert got.shape == (6, 2, 1)
     np.testing.assert_allclose(got[:, 1, 0], [0.5, 0.5, 0.5, 0.75, 0.95, 0.0], atol=1e-6)
     assert not got[:, 0].any()
+
+
+@pytest.mark.parametrize("chunk,sub_blocks", [(16, 4), (64, 2), (7, 3)])
+def test_mix_of_random_segments_equals_their_definition(chunk, sub_blocks):
+    """Holds and ramps with gaps, chains of ramps and holds, two chains on one track,
+    segments starting on and between sub-block starts: the mix equals the sum over segments
+    of x[s, track] * (from + p(s) * (to - from)) on [first, last), computed here directly."""
+    rng = np.random.default_rng(11)
+    n_frames, n_tracks, n_out = 300, 3, 2
+    parts = []
+    for track in (0, 1, 2, 2):  # track 2 plays two chains
+        at = int(rng.integers(0, 20))
+        while at < n_frames - 10:
+            length = int(rng.integers(1, 40))
+            gains = rng.uniform(-1, 1, (2, n_out)).astype(np.float32)
+            is_ramp = rng.random() < 0.5
+            if is_ramp:
+                step = 1.0 / (length + rng.uniform(0, 1))
+                if rng.random() < 0.5:  # often the ramp's target is then held
+                    hold = int(rng.integers(1, 30))
+                    parts.append((track, at + length, at + length + hold, 0.0, 0.0,
+                                  gains[1], gains[1]))
+            parts.append((track, at, at + length, rng.uniform(0, 0.2) if is_ramp else 0.0,
+                          step if is_ramp else 0.0, gains[0], gains[1] if is_ramp else gains[0]))
+            at = max(p[2] for p in parts if p[0] == track) + int(rng.integers(0, 3)) * 8
+    segments = Segments(
+        track=np.array([p[0] for p in parts], np.int32),
+        first=np.array([p[1] for p in parts]), last=np.array([p[2] for p in parts]),
+        ramp_start=np.array([p[3] for p in parts]), ramp_step=np.array([p[4] for p in parts]),
+        gains_from=np.array([p[5] for p in parts]), gains_to=np.array([p[6] for p in parts]))
+    x = rng.uniform(-1, 1, (n_frames, n_tracks)).astype(np.float32)
+    expected = np.zeros((n_frames, n_out))
+    for track, first, last, p0, step, g_from, g_to in parts:
+        for s in range(first, min(last, n_frames)):
+            p = p0 + (s - first) * step
+            expected[s] += x[s, track] * (g_from + p * (g_to - g_from))
+    got = _render(segments, n_frames, x, chunk, sub_blocks)[:n_frames]
+    np.testing.assert_allclose(got, expected, atol=2e-5)
