@@ -460,11 +460,15 @@ def render_outputs(
             seen_warnings.update(fresh)
             return fresh
 
-        def configure(request: OutputRequest, items, measure_of: int | None) -> _Output:
+        def configure(request: OutputRequest, items, measure_of: int | None,
+                      others: bool = True) -> _Output:
+            """An output, with the plan of its items other than streamed Objects (of none
+            but those with ``others`` false)."""
             objects: set[int] = set()  # positions of the Objects items planned channel by channel
             if streamed:  # their Objects items are routed and planned channel by channel below
                 objects = {position[id(i)] for i in items if isinstance(i, ObjectRenderItem)}
-                items = [i for i in items if not isinstance(i, ObjectRenderItem)]
+                items = [i for i in items if not isinstance(i, ObjectRenderItem)] if others \
+                    else []
             binaural, point_runs = None, []
             if is_binaural(request.layout):
                 from renderer.binaural import BinauralBuilder, HeadOrientation
@@ -508,9 +512,10 @@ def render_outputs(
                 for c in contents]
             _check_output_paths(input_path, outputs)
 
-        def configure_outputs() -> list[_Output]:
+        def configure_outputs(others: bool = True) -> list[_Output]:
             """Every output (and dialogue measurement) configured, Objects items aside when
-            streamed (they are planned by :func:`plan_object_channels`)."""
+            streamed (they are planned by :func:`plan_object_channels`); with ``others``
+            false, without planning the other items either (for the forked half)."""
             built: list[_Output] = []
             for request in outputs:
                 items = all_items
@@ -518,14 +523,14 @@ def render_outputs(
                     wanted = content_object_ids(doc, request.content_ids, source)
                     items = _items_of_contents(all_items,
                                                {o for ids in wanted.values() for o in ids})
-                built.append(configure(request, items, None))
+                built.append(configure(request, items, None, others))
             if dialogue_objects:
                 dialogue_items = _items_of_contents(all_items, dialogue_objects)
                 for index, request in enumerate(outputs):
                     if request.content_ids is None:
                         dialogue = replace(request, path=None, content_ids=dialogue_ids,
                                            name=f"{request.name} dialogue")
-                        built.append(configure(dialogue, dialogue_items, index))
+                        built.append(configure(dialogue, dialogue_items, index, others))
             return built
 
         def plan_object_channels(built: list[_Output], channel_ids: set[str] | None,
@@ -583,13 +588,14 @@ def render_outputs(
         played = {i.channel_format.id for i in all_items if isinstance(i, ObjectRenderItem)}
         if streamed and len(played) > 1 and _split_planning(reader):
             order = [c.id for c in doc.channel_formats if c.id in played]
-            own_channels, their_channels = set(order[0::2]), set(order[1::2])
+            own_channels = set(order[0::2])
+            their_channels = set(order) - own_channels
             their_spool = spools.enter_context(SegmentSpool())
 
             def their_half():
                 with warnings.catch_warnings():  # the configuration's are issued here already
                     warnings.simplefilter("ignore")
-                    theirs = configure_outputs()
+                    theirs = configure_outputs(others=False)  # planned here already
                 configured = [len(o.binaural.point_tracks) if o.binaural else 0 for o in theirs]
                 runs, timing = plan_object_channels(theirs, their_channels, their_spool)
                 outputs_done = []
