@@ -122,8 +122,11 @@ class Mixer:
         n = len(x)
         start = self._position
         self._position += n
-        if n < self.frames_per_call:
-            x = np.pad(x, ((0, self.frames_per_call - n), (0, 0)))
+        if n < self.frames_per_call:  # the last batch, padded with silence
+            padded = aligned_empty((self.frames_per_call,) + x.shape[1:], x.dtype)
+            padded[:n] = x
+            padded[n:] = 0
+            x = padded
         # the segments overlapping frames [start, start + n) (the sweep goes forward in time)
         self._window.take(start + n)
         self._window.drop(start)
@@ -148,10 +151,14 @@ class Mixer:
         inside = (at > 0) & (at < frames) & (at % m != 0)
         key = (np.concatenate([segs.track, segs.track]).astype(np.int64)[inside] * frames
                + at[inside])
-        change = np.concatenate([begin, -segs.gains_to])[inside].astype(np.float64)
-        keys, which = np.unique(key, return_inverse=True)
-        steps = np.zeros((len(keys), self.n_outputs))
-        np.add.at(steps, which, change)
+        change = np.concatenate([begin, -segs.gains_to])[inside]
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        runs = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if len(key) \
+            else np.zeros(0, np.intp)
+        keys = key[runs]
+        steps = (np.add.reduceat(change[order].astype(np.float64), runs, axis=0) if len(runs)
+                 else np.zeros((0, self.n_outputs)))
         kept = np.flatnonzero(steps.any(axis=1))
         step_track, step_at = np.divmod(keys[kept], frames)
 
