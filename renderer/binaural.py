@@ -372,6 +372,18 @@ def _gain_breakpoints(segments: Segments, order: np.ndarray) -> tuple[np.ndarray
 _KEY = float(2 ** 40)  # samples of one source in the interpolation keys
 
 
+def _scale_columns(x: np.ndarray, gains: np.ndarray, rows: int = 256) -> None:
+    """``x *= gains`` for a C-contiguous (n, C) ``x`` and (C,) ``gains``, on ``rows`` frames
+    at a time as one long row against the gains repeated (numpy's broadcast product runs one
+    short inner loop per frame)."""
+    whole = len(x) - len(x) % rows
+    if whole:
+        flat = x[:whole].reshape(-1, rows * x.shape[1])
+        np.multiply(flat, np.tile(gains.astype(x.dtype), rows), out=flat)
+    if whole < len(x):
+        x[whole:] *= gains
+
+
 
 def _bucket(n: int, minimum: int) -> int:
     size = minimum
@@ -804,7 +816,7 @@ class BinauralStage:
         """Write into ``out`` (n, rows) the source signals of input frames [first, first + n)
         (consecutive calls go forward in time): point tracks times their gains
         (sample-accurate, BS.2127 block timing), zeros for the virtual rows, LFE. The gains'
-        breakpoints are looked up here; the row groups multiply in parallel threads."""
+        breakpoints are looked up here; the threads share the frames between them."""
         n = len(tracks)
         gains = varying = keys = values = lo = hi = None
         if self.n_point:
@@ -833,22 +845,33 @@ class BinauralStage:
         if self.n_point:  # which sources have a gain in these frames
             self.audible.append((first, first + n, varying | (gains != 0.0)))
 
-        def rows_of(group: _RowGroup) -> None:
-            points = group.points
-            if points.stop > points.start:
-                np.multiply(np.take(tracks, self.setup.point_tracks[points], axis=1),
-                            gains[points], out=out[:, points])
-            for p in np.flatnonzero(varying[points]) + points.start if lo is not None else ():
-                kp, vp = keys[lo[p]:hi[p] + 1], values[lo[p]:hi[p] + 1]
-                samples = np.arange(first, first + n, dtype=np.float64) + p * _KEY
-                out[:, p] = tracks[:, self.setup.point_tracks[p]] * np.interp(
-                    samples, kp, vp, left=0.0, right=0.0).astype(np.float32)
-            if group is self.groups[-1]:
-                out[:, self.n_point:self.n_point + self.n_virtual] = 0.0
-                if self.lfe_row is not None:
-                    out[:, self.lfe_row] = tracks[:, list(self.setup.lfe_tracks)].sum(axis=1)
+        moving = np.flatnonzero(varying) if lo is not None else ()
+        unit = gains is None or bool((gains == 1.0).all())  # the usual case: no product
+        point_tracks = self.setup.point_tracks
 
-        self._in_groups(rows_of)
+        def frames_of(a: int, b: int) -> None:
+            """Frames [a, b) of every row (the threads split the frames, not the rows: rows
+            of one frame share cache lines)."""
+            if self.n_point:
+                picked = np.take(tracks[a:b], point_tracks, axis=1)
+                if not unit:
+                    _scale_columns(picked, gains)
+                out[a:b, :self.n_point] = picked
+            samples = np.arange(first + a, first + b, dtype=np.float64)
+            for p in moving:
+                kp, vp = keys[lo[p]:hi[p] + 1], values[lo[p]:hi[p] + 1]
+                out[a:b, p] = tracks[a:b, point_tracks[p]] * np.interp(
+                    samples + p * _KEY, kp, vp, left=0.0, right=0.0).astype(np.float32)
+            out[a:b, self.n_point:self.n_point + self.n_virtual] = 0.0
+            if self.lfe_row is not None:
+                out[a:b, self.lfe_row] = tracks[a:b, list(self.setup.lfe_tracks)].sum(axis=1)
+
+        edges = np.linspace(0, n, len(self.groups) + 1).astype(int)
+        *others, last = zip(edges[:-1].tolist(), edges[1:].tolist())
+        futures = [self.pool.submit(frames_of, a, b) for a, b in others]
+        frames_of(*last)
+        for future in futures:
+            future.result()
 
     def _heard(self, first: int, end: int) -> np.ndarray:
         """(P,) bool: the sources with a gain anywhere in frames [first, end) (at the

@@ -127,3 +127,13 @@ def test_streamed_point_source_gains_follow_block_timing_by_hand(tmp_path, monke
     expected = gain * x[:, 0]
     for ear in range(2):
         np.testing.assert_allclose(y[:, ear], expected, atol=2e-6)
+
+
+@pytest.mark.parametrize("n_frames", [0, 5, 256, 700])
+def test_scale_columns_multiplies_each_column_by_its_gain(n_frames: int) -> None:
+    from renderer.binaural import _scale_columns
+
+    x = np.arange(n_frames * 3, dtype=np.float32).reshape(n_frames, 3)
+    expected = x * np.array([0.5, -2.0, 0.0], np.float32)  # hand-chosen: half, negated twice, 0
+    _scale_columns(x, np.array([0.5, -2.0, 0.0]))
+    assert np.array_equal(x, expected)
