@@ -32,7 +32,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import lxml.etree as etree
 import numpy as np
@@ -78,12 +78,16 @@ from .model import (
 )
 from .timecode import parse_time
 
+if TYPE_CHECKING:
+    from .bw64 import Bw64Reader
+
 __all__ = [
     "parse_adm_xml",
     "parse_adm_elements",
     "merge_common_definitions",
     "check_references",
     "apply_chna",
+    "read_adm",
     "SILENT_TRACK_UID",
 ]
 
@@ -2564,3 +2568,20 @@ def apply_chna(doc: AdmDocument, chna: Sequence[ChnaEntry], n_tracks: int,
     result = dataclasses.replace(doc, track_uids=tuple(uids[i] for i in order))
     check_references(result)
     return result
+
+
+def read_adm(reader: Bw64Reader, strict: bool = False,
+             defer_objects: bool = False) -> AdmDocument:
+    """The ADM of an open file: its axml parsed (read from the file in pieces) and merged with
+    the chna chunk. ``defer_objects``: Objects channels are read without their blocks (see
+    :func:`iter_channel_formats`)."""
+    source = str(reader.path)
+    if reader.chna is None:
+        raise AdmError(f"{source}: no chna chunk: this is not an ADM BWF file")
+    region = reader.axml_region()
+    if region is None:
+        doc = AdmDocument(source=source)
+    else:
+        doc = parse_adm_xml(region, source=source, strict=strict,
+                            defer=TypeDefinition.Objects if defer_objects else None)
+    return apply_chna(doc, reader.chna, reader.channels, source=source)

@@ -366,6 +366,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"render": cmd_render, "info": cmd_info, "layouts": cmd_layouts,
                 "demo": cmd_demo, "loudness": cmd_loudness, "plot": cmd_plot}
+    if args.command == "render":  # a large master's structure is read while JAX imports
+        from renderer.workers import read_ahead
+
+        read_ahead(args.input, args.strict)
     from adm.bw64 import Bw64Error
     from adm.model import AdmError
     from layouts.model import LayoutError

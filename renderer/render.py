@@ -25,9 +25,9 @@ import numpy as np
 from adm.bw64 import Bw64Reader, Bw64Writer
 from adm.importance import filter_by_importance
 from adm.items import ObjectRenderItem, select_items
-from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, Screen, TypeDefinition
+from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, Screen
 from adm.timing_fixes import check_block_timing, object_channel_formats
-from adm.xml import apply_chna, gc_paused, parse_adm_xml
+from adm.xml import gc_paused, read_adm  # noqa: F401  (read_adm: this module's API too)
 from layouts import get_layout
 from layouts.model import Layout, Speaker
 from layouts.speakers_file import apply_real_layout, load_speakers_file
@@ -37,7 +37,12 @@ from renderer.matrix import TrackDelayer
 from renderer.plan import OBJECT_GROUP_BLOCKS, GainPlan, build_gain_plan
 from renderer.segment_store import MemoryRun, SegmentSource, SegmentSpool, SpooledRun
 from renderer.timing import Segments
-from renderer.workers import can_fork, fork_call
+from renderer.workers import (
+    SPLIT_MIN_AXML_BYTES,
+    fork_call,
+    forking_allowed,
+    take_read_ahead,
+)
 
 BINAURAL = "binaural"
 """Layout name of the two-channel headphone render (:mod:`renderer.binaural`)."""
@@ -92,23 +97,6 @@ class RenderReport:
         """Names of output channels whose peak exceeds full scale."""
         names = self.channel_names or self.layout.channel_names
         return [name for name, p in zip(names, self.peak) if p > 1.0]
-
-
-def read_adm(reader: Bw64Reader, strict: bool = False,
-             defer_objects: bool = False) -> AdmDocument:
-    """The ADM of an open file: its axml parsed (read from the file in pieces) and merged with
-    the chna chunk. ``defer_objects``: Objects channels are read without their blocks (see
-    :func:`stream_object_channels`)."""
-    source = str(reader.path)
-    if reader.chna is None:
-        raise AdmError(f"{source}: no chna chunk: this is not an ADM BWF file")
-    region = reader.axml_region()
-    if region is None:
-        doc = AdmDocument(source=source)
-    else:
-        doc = parse_adm_xml(region, source=source, strict=strict,
-                            defer=TypeDefinition.Objects if defer_objects else None)
-    return apply_chna(doc, reader.chna, reader.channels, source=source)
 
 
 def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
@@ -353,7 +341,7 @@ def channel_peaks(frames: np.ndarray, rows: int = 128) -> np.ndarray:
     return np.maximum(stacked.max(axis=0), -stacked.min(axis=0))
 
 
-SPLIT_PLANNING_MIN_BYTES = 4 << 20
+SPLIT_PLANNING_MIN_BYTES = SPLIT_MIN_AXML_BYTES
 """axml size from which the Objects channels are read and planned by two processes."""
 
 
@@ -365,7 +353,7 @@ def _split_planning(reader: Bw64Reader) -> bool:
     region = reader.axml_region()
     if region is None or region.size < SPLIT_PLANNING_MIN_BYTES:
         return False
-    if os.environ.get("DUBSTAGE_WORKERS", "").strip() == "1" or not can_fork():
+    if not forking_allowed():
         return False
     try:
         from jax._src import xla_bridge
@@ -426,14 +414,18 @@ def render_outputs(
     room = load_speakers_file(speakers_file) if speakers_file is not None else None
     screen: Screen | None = DEFAULT_SCREEN if room is None else room.screen
 
+    ahead = take_read_ahead(input_path, strict)  # the structure read by the command line
     with Bw64Reader(input_path) as reader, SegmentSpool() as spool, ExitStack() as spools:
+        if ahead is not None:
+            spools.callback(ahead.cancel)  # a child not waited for is stopped
         planning = spools.enter_context(ExitStack())  # closed when the audio pass starts
         planning.enter_context(gc_paused())  # metadata objects die by their reference counts
         source = str(input_path)
         # The Objects blocks are read one channel at a time, straight into the outputs' plans
         # and binaural point sources (memory: the plans, not the document).
         for attempt in (True, False):
-            doc = read_adm(reader, strict=strict, defer_objects=attempt)
+            doc = ahead.result() if attempt and ahead is not None else \
+                read_adm(reader, strict=strict, defer_objects=attempt)
             doc, timing_notes = check_block_timing(doc, fix=fix_block_timing)
             all_items = select_items(doc, programme_id=programme_id,
                                      complementary_object_ids=complementary_object_ids,

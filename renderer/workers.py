@@ -5,6 +5,9 @@ the reading and planning of the Objects channels between itself and one forked c
 :func:`renderer.render.render_outputs`). The child is forked before JAX starts its runtime
 (its threads would not survive a fork); each process then starts its own. The child's return
 value, its warnings and any exception travel back pickled through a pipe.
+
+The command line also reads a large master's ADM structure ahead (:func:`read_ahead`): a
+child forked before JAX is even imported parses it while this process imports the renderer.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 _T = TypeVar("_T")
 
@@ -108,3 +111,59 @@ def fork_call(function: Callable[[], _T]) -> ForkedCall[_T]:
             pipe.write(data)
     finally:
         os._exit(status)
+
+
+SPLIT_MIN_AXML_BYTES = 4 << 20
+"""axml size from which a master's metadata is worth reading in a forked process."""
+
+_READ_AHEAD: dict[tuple, ForkedCall[Any]] = {}
+
+
+def _file_key(path: str | os.PathLike, strict: bool) -> tuple | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, bool(strict))
+
+
+def forking_allowed() -> bool:
+    """:func:`can_fork`, unless turned off with the environment variable
+    ``DUBSTAGE_WORKERS=1``."""
+    return os.environ.get("DUBSTAGE_WORKERS", "").strip() != "1" and can_fork()
+
+
+def read_ahead(path: str | os.PathLike, strict: bool = False) -> None:
+    """Start reading the ADM structure of the BW64 file ``path`` (its Objects blocks
+    deferred: :func:`adm.xml.read_adm`) in a forked child, for :func:`take_read_ahead`, when
+    its axml is large and another core is free. Call it before importing JAX (the command
+    line does so as it starts): the child needs only numpy and lxml. A file that cannot be
+    opened is left alone (the render reports it)."""
+    key = _file_key(path, strict)
+    if key is None or key in _READ_AHEAD or not forking_allowed():
+        return
+    from adm.bw64 import Bw64Error, Bw64Reader
+
+    try:
+        with Bw64Reader(path) as reader:
+            region = reader.axml_region()
+            if region is None or region.size < SPLIT_MIN_AXML_BYTES:
+                return
+    except (Bw64Error, OSError, ValueError):
+        return
+
+    def read():
+        from adm.xml import read_adm
+
+        with Bw64Reader(path) as reader:
+            return read_adm(reader, strict=strict, defer_objects=True)
+
+    _READ_AHEAD[key] = fork_call(read)
+
+
+def take_read_ahead(path: str | os.PathLike, strict: bool = False) -> ForkedCall[Any] | None:
+    """The reading started by :func:`read_ahead` for ``path`` as it is now (same size and
+    modification time) and ``strict``, if any; its :meth:`ForkedCall.result` is the
+    document or the reading's error."""
+    key = _file_key(path, strict)
+    return _READ_AHEAD.pop(key, None) if key is not None else None

@@ -99,3 +99,72 @@ def test_a_bad_block_read_by_the_other_process_is_reported(master, tmp_path):
     assert two["forks"] == 1
     assert "bad ADM time" in one["error"] and one["error"] == two["error"]
     assert not (tmp_path / "two.wav").exists()
+
+
+_CLI = """
+import sys
+import renderer.workers as workers
+workers.SPLIT_MIN_AXML_BYTES = 0
+workers.can_fork = lambda: True
+started = []
+fork_call = workers.fork_call
+def counted(function):
+    started.append(1)
+    return fork_call(function)
+workers.fork_call = counted
+import renderer.cli as cli
+code = cli.main(["render", "--no-progress", "-s", sys.argv[3], sys.argv[1], sys.argv[2]])
+print("read ahead", len(started), "code", code)  # forks: reading ahead, split planning
+"""
+
+
+def _cli(master: Path, out: Path, layout: str, ahead: bool) -> subprocess.CompletedProcess:
+    env = dict(os.environ, DUBSTAGE_WORKERS="" if ahead else "1")
+    return subprocess.run([sys.executable, "-c", _CLI, str(master), str(out), layout],
+                          env=env, capture_output=True, text=True)
+
+
+def test_the_structure_read_ahead_renders_what_one_process_does(master, tmp_path):
+    one = _cli(master, tmp_path / "one.wav", "7.1.4", ahead=False)
+    two = _cli(master, tmp_path / "two.wav", "7.1.4", ahead=True)
+    assert "read ahead 0 code 0" in one.stdout
+    assert "read ahead 2 code 0" in two.stdout  # the structure, then the planning's half
+    a, b = _read(tmp_path / "one.wav"), _read(tmp_path / "two.wav")
+    assert a.shape == b.shape and np.abs(a).max() > 0.01
+    assert np.abs(a - b).max() <= 2.0 ** -23  # the halves' gains summed in another order
+
+
+def test_an_error_found_reading_ahead_is_reported_as_one_process_reports_it(master, tmp_path):
+    data = bytearray(master.read_bytes())
+    at = data.index(b"<audioProgramme ")
+    data[at:at + 16] = b"<audioProgramme<"  # not well-formed
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(bytes(data))
+    one = _cli(broken, tmp_path / "one.wav", "5.1", ahead=False)
+    two = _cli(broken, tmp_path / "two.wav", "5.1", ahead=True)
+    assert "read ahead 1 code 2" in two.stdout and "code 2" in one.stdout
+    assert two.stderr == one.stderr and "line " in one.stderr
+    assert not (tmp_path / "two.wav").exists()
+
+
+def test_a_reading_ahead_of_a_file_changed_since_is_not_taken(master, tmp_path, monkeypatch):
+    import renderer.workers as workers
+    from adm.xml import read_adm
+
+    monkeypatch.setattr(workers, "SPLIT_MIN_AXML_BYTES", 0)
+    monkeypatch.setattr(workers, "can_fork", lambda: True)
+    monkeypatch.delenv("DUBSTAGE_WORKERS", raising=False)
+    copy = tmp_path / "copy.wav"
+    copy.write_bytes(master.read_bytes())
+    workers.read_ahead(copy)
+    with Bw64Reader(copy) as reader:
+        expected = read_adm(reader, defer_objects=True)
+    assert workers.take_read_ahead(copy, strict=True) is None  # read for strict=False
+    assert workers.take_read_ahead(copy).result() == expected
+    assert workers.take_read_ahead(copy) is None  # taken once
+    workers.read_ahead(copy)
+    os.utime(copy, ns=(0, 0))  # changed since: not this file's reading any more
+    assert workers.take_read_ahead(copy) is None
+    for pending in workers._READ_AHEAD.values():
+        pending.cancel()
+    workers._READ_AHEAD.clear()
