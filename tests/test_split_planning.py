@@ -147,24 +147,32 @@ def test_an_error_found_reading_ahead_is_reported_as_one_process_reports_it(mast
     assert not (tmp_path / "two.wav").exists()
 
 
-def test_a_reading_ahead_of_a_file_changed_since_is_not_taken(master, tmp_path, monkeypatch):
-    import renderer.workers as workers
-    from adm.xml import read_adm
+_AHEAD = """
+import os, sys
+import renderer.workers as workers
+from adm.bw64 import Bw64Reader
+from adm.xml import read_adm
+workers.SPLIT_MIN_AXML_BYTES = 0
+workers.can_fork = lambda: True
+path = sys.argv[1]
+workers.read_ahead(path)
+with Bw64Reader(path) as reader:
+    expected = read_adm(reader, defer_objects=True)
+assert workers.take_read_ahead(path, strict=True) is None  # read for strict=False
+assert workers.take_read_ahead(path).result() == expected
+assert workers.take_read_ahead(path) is None  # taken once
+workers.read_ahead(path)
+os.utime(path, ns=(0, 0))  # changed since: not this file's reading any more
+assert workers.take_read_ahead(path) is None
+print("checked")
+"""
 
-    monkeypatch.setattr(workers, "SPLIT_MIN_AXML_BYTES", 0)
-    monkeypatch.setattr(workers, "can_fork", lambda: True)
-    monkeypatch.delenv("DUBSTAGE_WORKERS", raising=False)
+
+def test_a_reading_ahead_is_taken_once_and_not_for_a_changed_file(master, tmp_path):
+    # in a fresh interpreter: the reading is forked before JAX starts, as the command does
     copy = tmp_path / "copy.wav"
     copy.write_bytes(master.read_bytes())
-    workers.read_ahead(copy)
-    with Bw64Reader(copy) as reader:
-        expected = read_adm(reader, defer_objects=True)
-    assert workers.take_read_ahead(copy, strict=True) is None  # read for strict=False
-    assert workers.take_read_ahead(copy).result() == expected
-    assert workers.take_read_ahead(copy) is None  # taken once
-    workers.read_ahead(copy)
-    os.utime(copy, ns=(0, 0))  # changed since: not this file's reading any more
-    assert workers.take_read_ahead(copy) is None
-    for pending in workers._READ_AHEAD.values():
-        pending.cancel()
-    workers._READ_AHEAD.clear()
+    env = dict(os.environ, DUBSTAGE_WORKERS="")
+    done = subprocess.run([sys.executable, "-c", _AHEAD, str(copy)], env=env,
+                          capture_output=True, text=True)
+    assert done.stdout.strip() == "checked", done.stderr
