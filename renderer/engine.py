@@ -15,7 +15,8 @@ last gains taken away from its end on. So for each sub-block:
   gains adds nothing), and the ramps touching it. Their contribution is ``A @ D`` with
   ``A[s, c] = x[s, track_c] * weight_c(s)`` and ``D`` the changes of gains: 0 before the
   column's frame, then 1 for a step; for a ramp, its interpolation factor ``p`` until its
-end and 1 after it.
+  end and 1 after it.
+
 Column counts are padded to powers of two, so a few compiled shapes serve a whole file.
 Segments are swept in time order, taken from their source (:mod:`renderer.segment_store`) as
 the mix reaches them and dropped when they end, so the mixer holds only the segments playing
@@ -33,7 +34,7 @@ import numpy as np
 
 from adm.bw64 import aligned_empty
 from renderer.segment_store import SegmentSource, SegmentWindow
-from renderer.timing import Segments
+from renderer.timing import SEGMENT_FIELDS, Segments
 
 
 def decode_samples(data: jax.Array, encoding: str, n_tracks: int) -> jax.Array:
@@ -131,6 +132,9 @@ class Mixer:
         self._window.take(start + n)
         self._window.drop(start)
         segs = self._window.segments
+        if (segs.last <= segs.first).any():  # an empty segment adds nothing (nor its steps)
+            nonempty = segs.last > segs.first
+            segs = Segments(*(getattr(segs, f)[nonempty] for f in SEGMENT_FIELDS))
         first, last = segs.first - start, segs.last - start  # relative to this batch
         is_ramp = segs.is_ramp
         begin = np.where(is_ramp[:, None], segs.gains_from, segs.gains_to)  # (S, n_out)

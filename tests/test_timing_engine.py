@@ -269,3 +269,15 @@ def test_mix_of_random_segments_equals_their_definition(chunk, sub_blocks):
             expected[s] += x[s, track] * (g_from + p * (g_to - g_from))
     got = _render(segments, n_frames, x, chunk, sub_blocks)[:n_frames]
     np.testing.assert_allclose(got, expected, atol=2e-5)
+
+
+def test_an_empty_segment_adds_nothing():
+    # a ramp and a hold of no frames (first == last) between two holds: no step is left
+    segments = Segments(
+        track=np.zeros(4, np.int32), first=np.array([0, 20, 20, 20]),
+        last=np.array([20, 20, 20, 60]), ramp_start=np.array([0.0, 0.0, 0.0, 0.0]),
+        ramp_step=np.array([0.0, 0.5, 0.0, 0.0]),
+        gains_from=np.array([[1.0], [0.0], [3.0], [2.0]], np.float32),
+        gains_to=np.array([[1.0], [5.0], [3.0], [2.0]], np.float32))
+    out = _render(segments, 60, np.ones((60, 1), np.float32), chunk=16)[:60, 0]
+    np.testing.assert_allclose(out, np.where(np.arange(60) < 20, 1.0, 2.0), atol=1e-6)
