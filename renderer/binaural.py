@@ -384,7 +384,6 @@ def _scale_columns(x: np.ndarray, gains: np.ndarray, rows: int = 256) -> None:
         x[whole:] *= gains
 
 
-
 def _bucket(n: int, minimum: int) -> int:
     size = minimum
     while size < n:
