@@ -1751,26 +1751,47 @@ _NONES = itertools.repeat(None)
 _SHAPED_ATTRS = frozenset({"audioBlockFormatID", "rtime", "duration"})
 
 
-def _block_shape(body: str, match: re.Match[str]) -> _BlockShape:
-    """The shape of the audioBlockFormat ``match`` (of :data:`_CHANNEL_CHILD_RE`, with content,
-    whose children have been checked to have no sub-elements) of ``body``."""
+def _attr_value_pattern(quote: str) -> str:
+    """A group capturing an attribute value between ``quote`` characters (not one that an
+    XML parser would normalise or that holds a reference)."""
+    return f"([^{quote}<&\\t\\n]*)"
+
+
+def _start_tag_pattern(body: str, match: re.Match[str],
+                       capture: Callable[[str, str], tuple[str, int]],
+                       ) -> tuple[list[str], dict[str, int], int]:
+    """Pieces of a pattern matching the start tag of the audioBlockFormat ``match`` (of
+    :data:`_CHANNEL_CHILD_RE`, with content) of ``body`` as it is written, but for the values
+    of its audioBlockFormatID, rtime and duration: ``capture(name, quote)`` gives the pattern
+    of each and its number of groups. Returns (pieces, first group of each captured
+    attribute, number of groups)."""
     escape = re.escape
-    parts = [r"[^<]*", escape(body[match.start():match.start(1)])]
-    attr_groups: dict[str, int] = {}
+    parts = [escape(body[match.start():match.start(1)])]
+    groups: dict[str, int] = {}
     n_groups = 0
     attrs, attrs_start = match.group(1), match.start(1)
     last = 0
     for attr in _ATTR_RE.finditer(attrs):
         name = attr.group(1)
-        if name in _SHAPED_ATTRS:
+        if name in _SHAPED_ATTRS and name not in groups:
             value = 2 if attr.group(2) is not None else 3
-            quote = attrs[attr.start(value) - 1]
+            pattern, count = capture(name, attrs[attr.start(value) - 1])
             parts.append(escape(attrs[last:attr.start(value)]))
-            parts.append(f"([^{quote}<&\\t\\n]*)")
-            attr_groups[name] = n_groups
-            n_groups += 1
+            parts.append(pattern)
+            groups[name] = n_groups
+            n_groups += count
             last = attr.end(value)
     parts.append(escape(body[attrs_start + last:match.start(2)]))
+    return parts, groups, n_groups
+
+
+def _block_shape(body: str, match: re.Match[str]) -> _BlockShape:
+    """The shape of the audioBlockFormat ``match`` (of :data:`_CHANNEL_CHILD_RE`, with content,
+    whose children have been checked to have no sub-elements) of ``body``."""
+    escape = re.escape
+    start_tag, attr_groups, n_groups = _start_tag_pattern(
+        body, match, lambda name, quote: (_attr_value_pattern(quote), 1))
+    parts = [r"[^<]*", *start_tag]
     content, content_start = match.group(2), match.start(2)
     plan: list[tuple[str, Any, int]] = []
     for child in _BLOCK_CHILD_RE.finditer(content):
@@ -1835,25 +1856,12 @@ def _column_shape(body: str, match: re.Match[str]) -> _ColumnShape | None:
     do not hold (another child, a child twice, a screenEdgeLock, a position neither polar nor
     cartesian, a time not given)."""
     escape = re.escape
-    parts = [escape(body[match.start():match.start(1)])]  # text between blocks: at the end
-    groups: dict[str, int] = {}
-    n_groups = 0
-    attrs, attrs_start = match.group(1), match.start(1)
-    last = 0
-    for attr in _ATTR_RE.finditer(attrs):
-        name = attr.group(1)
-        if name in _SHAPED_ATTRS and name not in groups:
-            value = 2 if attr.group(2) is not None else 3
-            quote = attrs[attr.start(value) - 1]
-            parts.append(escape(attrs[last:attr.start(value)]))
-            parts.append(f"([^{quote}<&\\t\\n]*)" if name == "audioBlockFormatID"
-                         else _COLUMN_TIME)
-            groups[name] = n_groups
-            n_groups += 1 if name == "audioBlockFormatID" else 4
-            last = attr.end(value)
+    # the text between blocks is matched at the end of each
+    parts, groups, n_groups = _start_tag_pattern(
+        body, match, lambda name, quote: (_attr_value_pattern(quote), 1)
+        if name == "audioBlockFormatID" else (_COLUMN_TIME, 4))
     if len(groups) != len(_SHAPED_ATTRS):
         return None
-    parts.append(escape(body[attrs_start + last:match.start(2)]))
     content, content_start = match.group(2), match.start(2)
     children: list[tuple[str, str | None, int, int]] = []
     seen: set[str] = set()
@@ -1876,7 +1884,7 @@ def _column_shape(body: str, match: re.Match[str]) -> _ColumnShape | None:
             elif _COLUMN_CHILD_ATTRS.get(local) == name and attr_group < 0:
                 at = child.start(2) + attr.start(value)
                 parts.append(escape(content[done:at]))
-                parts.append(f"([^{child_attrs[attr.start(value) - 1]}<&\\t\\n]*)")
+                parts.append(_attr_value_pattern(child_attrs[attr.start(value) - 1]))
                 attr_group, n_groups = n_groups, n_groups + 1
                 done = child.start(2) + attr.end(value)
         key = local if coordinate is None else coordinate
