@@ -8,9 +8,8 @@ of any other channel (an element is built when it is asked for), so every consum
 with it unchanged; the renderer's hot paths (timing checks, block timing, gains) read its
 arrays directly.
 
-Only blocks without the parameters that need BS.2127's full gain calculation beyond extent
-and screenRef (channelLock, objectDivergence, zoneExclusion, screenEdgeLock) are held so;
-the parser reads other channels block by block.
+Blocks with a zoneExclusion or a screenEdgeLock are not held so; the parser reads channels
+with them block by block.
 """
 
 from __future__ import annotations
@@ -23,7 +22,14 @@ from typing import overload
 
 import numpy as np
 
-from adm.model import CartesianPosition, JumpPosition, ObjectsBlock, PolarPosition
+from adm.model import (
+    CartesianPosition,
+    ChannelLock,
+    JumpPosition,
+    ObjectDivergence,
+    ObjectsBlock,
+    PolarPosition,
+)
 
 __all__ = ["ObjectsBlockColumns", "NO_LENGTH"]
 
@@ -40,8 +46,10 @@ class ObjectsBlockColumns(Sequence[ObjectsBlock]):
     Times are integer ticks of ``1 / time_scale`` seconds (int64): ``rtime`` and
     ``duration`` (every block has both), ``interpolation_length`` (:data:`NO_LENGTH` where
     the jumpPosition gives none); ``jump``: the jumpPosition flag. ``gain`` is linear.
-    The other fields are those of :class:`adm.model.ObjectsBlock`; the ones not held here
-    (channelLock, objectDivergence, screenEdgeLock, zoneExclusion) have their defaults.
+    ``channel_lock`` and its ``max_distance``, objectDivergence's ``divergence`` and its
+    ``azimuth_range`` and ``position_range``: NaN where not given. The other fields are those
+    of :class:`adm.model.ObjectsBlock`; the ones not held here (screenEdgeLock,
+    zoneExclusion) have their defaults.
     """
 
     ids: tuple[str, ...]
@@ -60,6 +68,11 @@ class ObjectsBlockColumns(Sequence[ObjectsBlock]):
     screen_ref: np.ndarray
     importance: np.ndarray
     head_locked: np.ndarray
+    channel_lock: np.ndarray
+    max_distance: np.ndarray
+    divergence: np.ndarray
+    azimuth_range: np.ndarray
+    position_range: np.ndarray
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -130,6 +143,11 @@ class ObjectsBlockColumns(Sequence[ObjectsBlock]):
             screen_ref=bool(self.screen_ref[i]),
             importance=int(self.importance[i]),
             head_locked=bool(self.head_locked[i]),
+            channel_lock=ChannelLock(bool(self.channel_lock[i]),
+                                     _optional(self.max_distance[i])),
+            object_divergence=ObjectDivergence(float(self.divergence[i]),
+                                               _optional(self.azimuth_range[i]),
+                                               _optional(self.position_range[i])),
         )
 
     # -- arrays -------------------------------------------------------------------------------
@@ -145,9 +163,10 @@ class ObjectsBlockColumns(Sequence[ObjectsBlock]):
 
     def needs_full_pipeline(self) -> np.ndarray:
         """(B,) bool: the blocks that need the BS.2127 gain calculation beyond plain point
-        panning (as :func:`renderer.objects.needs_full_pipeline`): extent, screenRef, or a
-        polar distance below 1."""
+        panning (as :func:`renderer.objects.needs_full_pipeline`): extent, screenRef,
+        channelLock, objectDivergence, or a polar distance below 1."""
         return ((self.width != 0) | (self.height != 0) | (self.depth != 0) | self.screen_ref
+                | self.channel_lock | (self.divergence != 0)
                 | (~self.cartesian & (self.position[:, 2] < 1.0)))
 
     @staticmethod
@@ -167,6 +186,11 @@ class ObjectsBlockColumns(Sequence[ObjectsBlock]):
                 arrays = [_rescaled(a, scale // p.time_scale) for a, p in zip(arrays, parts)]
             values[f.name] = np.concatenate(arrays)
         return ObjectsBlockColumns(**values)  # type: ignore[arg-type]
+
+
+def _optional(value: float) -> float | None:
+    """A number held as NaN where not given, as the model has it (None)."""
+    return None if np.isnan(value) else float(value)
 
 
 def _rescaled(ticks: np.ndarray, factor: int) -> np.ndarray:

@@ -1825,8 +1825,10 @@ def _block_shape(body: str, match: re.Match[str]) -> _BlockShape:
 # coordinate), and those of their attributes whose values are read from each block
 _COLUMN_CHILDREN = frozenset({"position", "cartesian", "jumpPosition", "gain", "diffuse",
                               "width", "height", "depth", "screenRef", "importance",
-                              "headLocked"})
-_COLUMN_CHILD_ATTRS = {"jumpPosition": "interpolationLength", "gain": "gainUnit"}
+                              "headLocked", "channelLock", "objectDivergence"})
+_COLUMN_CHILD_ATTRS = {"jumpPosition": ("interpolationLength",), "gain": ("gainUnit",),
+                       "channelLock": ("maxDistance",),
+                       "objectDivergence": ("azimuthRange", "positionRange")}
 # hh:mm:ss.fffff as _Ctx.time reads it, with at most 9 digits (times fit int64 ticks)
 _COLUMN_TIME = r"([0-9]{1,9}):([0-5][0-9]):([0-5][0-9])\.([0-9]{1,9})"
 _COLUMN_SCALE_LIMIT = 10 ** 12  # ticks per second, at most
@@ -1836,15 +1838,15 @@ _ALL_COORDS = _CARTESIAN_COORDS | _POLAR_COORDS
 
 class _ColumnShape:
     """The markup of an audioBlockFormat as a pattern capturing its values (its ID, the four
-    parts of its rtime and of its duration, each child's text and read attribute), to read a
+    parts of its rtime and of its duration, each child's text and read attributes), to read a
     channel whose blocks all have this markup with one ``findall``. ``children``: (local name,
-    coordinate or None, group of its text, group of its read attribute or -1);
+    coordinate or None, group of its text, {read attribute: its group});
     ``n_tags``: the number of '<' of one block."""
 
     __slots__ = ("pattern", "n_tags", "id", "rtime", "duration", "children")
 
     def __init__(self, pattern: re.Pattern[str], n_tags: int, groups: dict[str, int],
-                 children: list[tuple[str, str | None, int, int]]) -> None:
+                 children: list[tuple[str, str | None, int, dict[str, int]]]) -> None:
         self.pattern, self.n_tags, self.children = pattern, n_tags, children
         self.id, self.rtime = groups["audioBlockFormatID"], groups["rtime"]
         self.duration = groups["duration"]
@@ -1863,13 +1865,13 @@ def _column_shape(body: str, match: re.Match[str]) -> _ColumnShape | None:
     if len(groups) != len(_SHAPED_ATTRS):
         return None
     content, content_start = match.group(2), match.start(2)
-    children: list[tuple[str, str | None, int, int]] = []
+    children: list[tuple[str, str | None, int, dict[str, int]]] = []
     seen: set[str] = set()
     for child in _BLOCK_CHILD_RE.finditer(content):
         local, child_attrs, text = child.groups()
         if local not in _COLUMN_CHILDREN or text is None:
             return None
-        coordinate, attr_group, done = None, -1, child.start()
+        coordinate, attr_groups, done = None, {}, child.start()
         parts.append(r"[^<]*")
         for attr in _ATTR_RE.finditer(child_attrs):
             name = attr.group(1)
@@ -1881,11 +1883,11 @@ def _column_shape(body: str, match: re.Match[str]) -> _ColumnShape | None:
                 coordinate = known[0]
             elif local == "position" and name == "screenEdgeLock":
                 return None
-            elif _COLUMN_CHILD_ATTRS.get(local) == name and attr_group < 0:
+            elif name in _COLUMN_CHILD_ATTRS.get(local, ()) and name not in attr_groups:
                 at = child.start(2) + attr.start(value)
                 parts.append(escape(content[done:at]))
                 parts.append(_attr_value_pattern(child_attrs[attr.start(value) - 1]))
-                attr_group, n_groups = n_groups, n_groups + 1
+                attr_groups[name], n_groups = n_groups, n_groups + 1
                 done = child.start(2) + attr.end(value)
         key = local if coordinate is None else coordinate
         if key in seen or (local == "position") != (coordinate is not None):
@@ -1894,7 +1896,7 @@ def _column_shape(body: str, match: re.Match[str]) -> _ColumnShape | None:
         parts.append(escape(content[done:child.start(3)]))
         parts.append(r"([^<&]+)?")
         parts.append(escape(content[child.end(3):child.end()]))
-        children.append((local, coordinate, n_groups, attr_group))
+        children.append((local, coordinate, n_groups, attr_groups))
         n_groups += 1
     coordinates = seen & _ALL_COORDS
     if not ({"X", "Y"} <= coordinates <= _CARTESIAN_COORDS
@@ -1921,6 +1923,11 @@ def _float_values(texts: Sequence[str]) -> np.ndarray:
     if not np.isfinite(values).all() or "_" in "".join(texts):
         raise ValueError("not a plain number")
     return values
+
+
+def _optional_floats(columns: list[tuple[str, ...]], group: int | None, n: int) -> np.ndarray:
+    """The numbers of the attribute captured in ``group`` (None: not given: NaN)."""
+    return np.full(n, np.nan) if group is None else _float_values(columns[group])
 
 
 def _objects_columns(ctx: _Ctx, shape: _ColumnShape, body: str) -> ObjectsBlockColumns | None:
@@ -1954,7 +1961,7 @@ def _objects_columns(ctx: _Ctx, shape: _ColumnShape, body: str) -> ObjectsBlockC
         length_values: dict[str, Fraction] = {}
         cartesian_flags = None
         coords: dict[str, np.ndarray] = {}
-        for local, coordinate, text_group, attr_group in shape.children:
+        for local, coordinate, text_group, attr_groups in shape.children:
             texts = columns[text_group]
             if coordinate is not None:
                 coords[coordinate] = _float_values(texts)
@@ -1967,15 +1974,27 @@ def _objects_columns(ctx: _Ctx, shape: _ColumnShape, body: str) -> ObjectsBlockC
                     values[local] = flags
             elif local == "jumpPosition":
                 jump = _column_values(texts, lambda t: ctx.bool(None, "", "jumpPosition", t), bool)
-                if attr_group >= 0:
-                    length_texts = columns[attr_group]
+                if "interpolationLength" in attr_groups:
+                    length_texts = columns[attr_groups["interpolationLength"]]
                     length_values = {text: ctx.seconds(None, "", local, text)
                                      for text in set(length_texts)}
             elif local == "gain":
-                units = columns[attr_group] if attr_group >= 0 else itertools.repeat(None)
+                units = (columns[attr_groups["gainUnit"]] if attr_groups
+                         else itertools.repeat(None))
                 pairs = list(zip(texts, units))
                 values[local] = _column_values(
                     pairs, lambda pair: ctx.gain_in(None, "", pair[0], pair[1]), np.float64)
+            elif local == "channelLock":
+                values["channel_lock"] = _column_values(
+                    texts, lambda t: ctx.bool(None, "", "channelLock", t), bool)
+                values["max_distance"] = _optional_floats(
+                    columns, attr_groups.get("maxDistance"), n)
+            elif local == "objectDivergence":
+                values["divergence"] = _float_values(texts)
+                values["azimuth_range"] = _optional_floats(
+                    columns, attr_groups.get("azimuthRange"), n)
+                values["position_range"] = _optional_floats(
+                    columns, attr_groups.get("positionRange"), n)
             elif local == "importance":
                 values[local] = _column_values(texts, lambda t: ctx.int(None, "", "importance", t),
                                                np.int64)
@@ -2013,7 +2032,12 @@ def _objects_columns(ctx: _Ctx, shape: _ColumnShape, body: str) -> ObjectsBlockC
         width=values.get("width", zeros), height=values.get("height", zeros),
         depth=values.get("depth", zeros), screen_ref=values.get("screenRef", np.zeros(n, bool)),
         importance=values.get("importance", np.full(n, 10, np.int64)),
-        head_locked=values.get("headLocked", np.zeros(n, bool)))
+        head_locked=values.get("headLocked", np.zeros(n, bool)),
+        channel_lock=values.get("channel_lock", np.zeros(n, bool)),
+        max_distance=values.get("max_distance", np.full(n, np.nan)),
+        divergence=values.get("divergence", zeros),
+        azimuth_range=values.get("azimuth_range", np.full(n, np.nan)),
+        position_range=values.get("position_range", np.full(n, np.nan)))
 
 
 def _raw_objects_channel(ctx: _Ctx, attrs: dict[str, str], body: str) -> AudioChannelFormat:

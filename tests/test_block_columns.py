@@ -44,7 +44,10 @@ def _columns(rtime, duration, scale=1000, cartesian=False, position=None, length
         gain=np.asarray(values.get("gain", np.ones(n)), float),
         diffuse=np.asarray(values.get("diffuse", np.zeros(n)), float),
         width=np.zeros(n), height=np.zeros(n), depth=np.zeros(n),
-        screen_ref=np.zeros(n, bool), importance=np.full(n, 10), head_locked=np.zeros(n, bool))
+        screen_ref=np.zeros(n, bool), importance=np.full(n, 10), head_locked=np.zeros(n, bool),
+        channel_lock=np.zeros(n, bool), max_distance=np.full(n, np.nan),
+        divergence=np.zeros(n), azimuth_range=np.full(n, np.nan),
+        position_range=np.full(n, np.nan))
 
 
 def test_a_sequence_of_the_blocks_it_stands_for() -> None:
@@ -148,3 +151,21 @@ def test_gains_of_columns() -> None:
                           object_block_gains(panner, list(polar)))
     assert tuple(polar)[2].position == PolarPosition(0.0, 0.0, 0.5)
     assert tuple(cartesian)[0].position == CartesianPosition(0.0, 1.0, 0.0)
+
+
+def test_channel_lock_and_divergence_take_the_whole_gain_calculation() -> None:
+    layout = get_layout("7.1.4")
+    panner = configure_objects(layout)
+    blocks = replace(
+        _columns([0, 1, 2], [1, 1, 1], cartesian=True,
+                 position=[[0.1, 0.95, 0], [-0.9, 0.9, 0.1], [0.3, -0.2, 0.4]]),
+        channel_lock=np.array([False, True, False]),
+        max_distance=np.array([np.nan, 2.0, np.nan]),
+        divergence=np.array([0.0, 0.0, 0.5]),
+        position_range=np.array([np.nan, np.nan, 0.25]))
+    assert list(blocks.needs_full_pipeline()) == [False, True, True]
+    gains = object_block_gains(panner, blocks)
+    assert np.array_equal(gains, object_block_gains(panner, list(blocks)))
+    # channel lock with a distance reaching every loudspeaker: one loudspeaker, at full gain
+    assert np.count_nonzero(gains[1]) == 1 and gains[1].max() == pytest.approx(1.0)
+    assert np.sum(gains[2] ** 2) == pytest.approx(1.0)  # divergence keeps the power

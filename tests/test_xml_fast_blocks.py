@@ -548,7 +548,7 @@ def test_columns_take_the_longest_fraction_of_a_second(tmp_path: Path) -> None:
     "edge lock",
     "not a plain number",
     "infinite",
-    "channel lock",
+    "a child twice",
 ])
 def test_what_columns_do_not_hold_is_read_block_by_block(tmp_path: Path, case: str) -> None:
     from adm.columns import ObjectsBlockColumns
@@ -574,11 +574,35 @@ def test_what_columns_do_not_hold_is_read_block_by_block(tmp_path: Path, case: s
         blocks[1] = blocks[1].replace(">10<", ">1_0<")
     elif case == "infinite":
         blocks[2] = _moving(2).replace(">3.0<", ">1e999<")  # inf, as float() reads it
-    elif case == "channel lock":
-        blocks = [_moving(n, "<channelLock>1</channelLock>") for n in range(3)]
+    elif case == "a child twice":
+        blocks = [_moving(n, "<gain>0.5</gain><gain>0.25</gain>") for n in range(3)]
     data = _wrap(_channel("AC_00031001", "".join(blocks), extra=extra))
     if case == "not a plain number":
         assert "line " in _check_error(tmp_path, data)
         return
     (channel,) = _check(tmp_path, data)
     assert not isinstance(channel.blocks, ObjectsBlockColumns)
+
+
+def test_blocks_as_production_tools_write_them_read_into_columns(tmp_path: Path) -> None:
+    # every parameter written in every block, channelLock and objectDivergence included
+    from adm.columns import ObjectsBlockColumns
+
+    body = ('<position coordinate="distance">1.000000</position><width>0.000000</width>'
+            "<height>0.000000</height><depth>0.000000</depth><gain>1.000000</gain>"
+            "<diffuse>0.000000</diffuse>"
+            '<channelLock maxDistance="{md}">{lock}</channelLock>'
+            '<objectDivergence azimuthRange="{az}">{div}</objectDivergence>'
+            '<jumpPosition interpolationLength="0.000000">0</jumpPosition>'
+            "<screenRef>0</screenRef><importance>10</importance>")
+    blocks = "\n".join(_moving(n, body.format(md="0.000000" if n != 3 else "0.5",
+                                              lock=int(n == 3), az="45.000000",
+                                              div="0.000000" if n != 5 else "0.25"))
+                       for n in range(8))
+    (channel,) = _check(tmp_path, _wrap(_channel("AC_00031001", blocks)))
+    columns = channel.blocks
+    assert isinstance(columns, ObjectsBlockColumns)
+    assert list(np.flatnonzero(columns.needs_full_pipeline())) == [3, 5]
+    assert columns[3].channel_lock == ChannelLock(True, 0.5)
+    assert columns[5].object_divergence == ObjectDivergence(0.25, 45.0, None)
+    assert columns[0].object_divergence == ObjectDivergence(0.0, 45.0, None)
