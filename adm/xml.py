@@ -1930,16 +1930,74 @@ def _optional_floats(columns: list[tuple[str, ...]], group: int | None, n: int) 
     return np.full(n, np.nan) if group is None else _float_values(columns[group])
 
 
-def _objects_columns(ctx: _Ctx, shape: _ColumnShape, body: str) -> ObjectsBlockColumns | None:
-    """The blocks of an Objects channel's content ``body`` as columns when every element in
-    it is an audioBlockFormat of ``shape``, its values read as :func:`_objects_block_parts`
-    reads them, its rtimes increasing; otherwise (or for any bad value) None, and the channel
-    is read block by block."""
-    found = shape.pattern.findall(body)
-    n = len(found)
-    # each match holds n_tags '<' of its own: all of them are in blocks of this shape
-    if not n or n * shape.n_tags != body.count("<"):
+_COLUMN_SHAPES_MAX = 4  # markups of the blocks of one channel read into columns, at most
+
+
+def _objects_columns(ctx: _Ctx, body: str,
+                     first: re.Match[str]) -> ObjectsBlockColumns | None:
+    """The blocks of an Objects channel's content ``body`` (whose first child is the block
+    ``first``, a :data:`_CHANNEL_CHILD_RE` match with content) as columns when every element
+    in it is an audioBlockFormat of at most :data:`_COLUMN_SHAPES_MAX` markups that columns
+    hold, its values read as :func:`_objects_block_parts` reads them, its rtimes increasing;
+    otherwise (or for any bad value) None, and the channel is read block by block.
+
+    One markup (machine-written files) is read by one ``findall``. Otherwise each markup is
+    found with ``finditer`` from the first block not matched yet, and the blocks of the
+    markups are put back in document order."""
+    n_lt = body.count("<")
+    shape = _column_shape(body, first)
+    if shape is None:
         return None
+    found = shape.pattern.findall(body)
+    # each match holds n_tags '<' of its own: all of them are in blocks of this shape
+    if found and len(found) * shape.n_tags == n_lt:
+        return _in_order(_shape_columns(ctx, shape, found))
+    parts: list[ObjectsBlockColumns] = []
+    starts: list[int] = []
+    spans: list[tuple[int, int]] = []
+    covered = 0
+    for _ in range(_COLUMN_SHAPES_MAX):
+        matches = list(shape.pattern.finditer(body))
+        columns = _shape_columns(ctx, shape, [m.groups() for m in matches]) if matches \
+            else None
+        if columns is None:
+            return None
+        parts.append(columns)
+        starts += [m.start() for m in matches]
+        spans = sorted(spans + [m.span() for m in matches])
+        covered += len(matches) * shape.n_tags
+        if covered == n_lt:
+            order = np.argsort(starts, kind="stable")
+            return _in_order(ObjectsBlockColumns.concatenate(parts).take(order))
+        # the first block not matched yet, after the matched ones before it
+        at = 0
+        for start, end in spans:
+            if start > at and "<" in body[at:start]:
+                break
+            at = max(at, end)
+        nxt = _CHANNEL_CHILD_RE.search(body, at)
+        if nxt is None or nxt.group(2) is None:
+            return None
+        shape = _column_shape(body, nxt)
+        if shape is None:
+            return None
+    return None
+
+
+def _in_order(columns: ObjectsBlockColumns | None) -> ObjectsBlockColumns | None:
+    """``columns`` if their rtimes increase (else None: read block by block, sorted with a
+    warning)."""
+    if columns is None or (len(columns) > 1
+                           and not (columns.rtime[1:] > columns.rtime[:-1]).all()):
+        return None
+    return columns
+
+
+def _shape_columns(ctx: _Ctx, shape: _ColumnShape,
+                   found: list[tuple[str, ...]]) -> ObjectsBlockColumns | None:
+    """The blocks matched by ``shape`` (their groups ``found``) as columns, or None for a
+    value that columns do not hold or that is wrong."""
+    n = len(found)
     columns = list(zip(*found))
     try:
         ids = [text.strip().upper() for text in columns[shape.id]]
@@ -2013,8 +2071,6 @@ def _objects_columns(ctx: _Ctx, shape: _ColumnShape, body: str) -> ObjectsBlockC
         return None
     rtime, duration = (whole * scale + fraction * (scale // 10 ** lengths)
                        for whole, fraction, lengths in times)
-    if n > 1 and not (rtime[1:] > rtime[:-1]).all():
-        return None  # block by block: sorted, with a warning
     interpolation_length = (
         _column_values(length_texts, lambda text: int(length_values[text] * scale), np.int64)
         if length_texts else np.full(n, NO_LENGTH, np.int64))
@@ -2055,8 +2111,7 @@ def _raw_objects_channel(ctx: _Ctx, attrs: dict[str, str], body: str) -> AudioCh
         raise _FastPathUnsupported("not an Objects channel")
     first = _CHANNEL_CHILD_RE.search(body)
     if first is not None and first.group(2) is not None:  # a block with content: columns?
-        shape = _column_shape(body, first)
-        columns = _objects_columns(ctx, shape, body) if shape is not None else None
+        columns = _objects_columns(ctx, body, first)
         if columns is not None:
             return AudioChannelFormat(id=cid, name=attrs.get("audioChannelFormatName", ""),
                                       type=type_, blocks=columns, frequency=Frequency(),

@@ -540,7 +540,7 @@ def test_columns_take_the_longest_fraction_of_a_second(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", [
-    "other markup",  # a block with another child
+    "five markups",  # more than columns read
     "ten digits",  # a time finer than a nanosecond
     "sample times",  # the sample form of a time
     "out of order",
@@ -555,8 +555,10 @@ def test_what_columns_do_not_hold_is_read_block_by_block(tmp_path: Path, case: s
 
     blocks = [_moving(n) for n in range(4)]
     extra = ""
-    if case == "other markup":
-        blocks[2] = _moving(2, "<width>5</width>")
+    if case == "five markups":
+        blocks = [_moving(n, "".join(f"<{name}>0.{n}</{name}>" for name in
+                                     ("width", "height", "depth", "diffuse")[:n]))
+                  for n in range(5)]
     elif case == "ten digits":
         blocks[3] = _moving(3, rtime="00:00:00.7500000000")
     elif case == "sample times":
@@ -606,3 +608,19 @@ def test_blocks_as_production_tools_write_them_read_into_columns(tmp_path: Path)
     assert columns[3].channel_lock == ChannelLock(True, 0.5)
     assert columns[5].object_divergence == ObjectDivergence(0.25, 45.0, None)
     assert columns[0].object_divergence == ObjectDivergence(0.0, 45.0, None)
+
+
+def test_blocks_of_a_few_markups_read_into_columns_in_document_order(tmp_path: Path) -> None:
+    # the first block alone, one in the middle with a width, the others alike
+    from adm.columns import ObjectsBlockColumns
+
+    blocks = [_moving(0, "<jumpPosition>0</jumpPosition>")]
+    blocks += [_moving(n, '<jumpPosition interpolationLength="0.005">1</jumpPosition>'
+                          + ("<width>12.5</width>" if n == 6 else "")) for n in range(1, 12)]
+    (channel,) = _check(tmp_path, _wrap(_channel("AC_00031001", "\n".join(blocks))))
+    columns = channel.blocks
+    assert isinstance(columns, ObjectsBlockColumns) and len(columns) == 12
+    assert [b.rtime for b in columns] == [Fraction(n, 4) for n in range(12)]
+    assert columns[6].width == 12.5 and columns[5].width == 0.0
+    assert columns[0].jump_position.interpolation_length is None
+    assert columns[1].jump_position.interpolation_length == Fraction(1, 200)
