@@ -39,6 +39,7 @@ from renderer.segment_store import MemoryRun, SegmentSource, SegmentSpool, Spool
 from renderer.timing import Segments
 from renderer.workers import (
     SPLIT_MIN_AXML_BYTES,
+    WorkerLost,
     fork_call,
     forking_allowed,
     take_read_ahead,
@@ -424,8 +425,14 @@ def render_outputs(
         # The Objects blocks are read one channel at a time, straight into the outputs' plans
         # and binaural point sources (memory: the plans, not the document).
         for attempt in (True, False):
-            doc = ahead.result() if attempt and ahead is not None else \
-                read_adm(reader, strict=strict, defer_objects=attempt)
+            doc = None
+            if attempt and ahead is not None:
+                try:
+                    doc = ahead.result()
+                except WorkerLost:  # the reading ahead was lost: read here
+                    doc = None
+            if doc is None:
+                doc = read_adm(reader, strict=strict, defer_objects=attempt)
             doc, timing_notes = check_block_timing(doc, fix=fix_block_timing)
             all_items = select_items(doc, programme_id=programme_id,
                                      complementary_object_ids=complementary_object_ids,

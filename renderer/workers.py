@@ -39,6 +39,10 @@ def can_fork() -> bool:
     return available_cpus() >= 2
 
 
+class WorkerLost(RuntimeError):
+    """A forked child ended without an answer (killed, out of memory)."""
+
+
 class ForkedCall(Generic[_T]):
     """A function running in a forked child; :meth:`result` waits for it."""
 
@@ -47,13 +51,13 @@ class ForkedCall(Generic[_T]):
 
     def result(self) -> _T:
         """The function's return value; its exception re-raised here; its warnings issued
-        here. Raises :class:`RuntimeError` if the child died without an answer."""
+        here. Raises :class:`WorkerLost` if the child died without an answer."""
         with os.fdopen(self._fd, "rb") as pipe:
             data = pipe.read()
         _, status = os.waitpid(self._pid, 0)
         self._pid = 0
         if not data:
-            raise RuntimeError(f"a worker process ended without an answer (status {status})")
+            raise WorkerLost(f"a worker process ended without an answer (status {status})")
         kind, value, caught = pickle.loads(data)
         for message, category in caught:
             warnings.warn(message, category, stacklevel=2)

@@ -176,3 +176,29 @@ def test_a_reading_ahead_is_taken_once_and_not_for_a_changed_file(master, tmp_pa
     done = subprocess.run([sys.executable, "-c", _AHEAD, str(copy)], env=env,
                           capture_output=True, text=True)
     assert done.stdout.strip() == "checked", done.stderr
+
+
+_LOST = """
+import os, sys
+import renderer.workers as workers
+workers.SPLIT_MIN_AXML_BYTES = 0
+workers.can_fork = lambda: True
+read_ahead = workers.read_ahead
+fork_call = workers.fork_call
+def dying(function):  # the reading ahead's child dies without an answer
+    return fork_call(lambda: os._exit(9))
+workers.fork_call = dying
+read_ahead(sys.argv[1])
+workers.fork_call = fork_call
+import renderer.render as render
+report = render.render_file(sys.argv[1], sys.argv[2], "5.1")
+print("rendered", report.frames)
+"""
+
+
+def test_a_reading_ahead_lost_is_done_again_here(master, tmp_path):
+    env = dict(os.environ, DUBSTAGE_WORKERS="")
+    done = subprocess.run([sys.executable, "-c", _LOST, str(master), str(tmp_path / "o.wav")],
+                          env=env, capture_output=True, text=True)
+    assert done.stdout.startswith("rendered 72000"), done.stderr  # 1.5 s at 48 kHz
+    assert _read(tmp_path / "o.wav").shape == (72000, 6)
