@@ -633,7 +633,12 @@ def render_outputs(
                 for out in built:  # a bad HRTF set is reported without waiting for the child
                     if out.binaural is not None:
                         out.binaural.prepare()
-                described, timing, plans = worker.result()
+                try:
+                    described, timing, plans = worker.result()
+                except WorkerLost:  # the other half is planned here
+                    more_runs, timing = plan_object_channels(built, their_channels, spool)
+                    runs += more_runs
+                    described, plans = [], [(False, (), None)] * len(built)
                 runs += [(SpooledRun(their_spool, offset, count, width), places)
                          for offset, count, width, places in described]
                 common_notes += timing

@@ -202,3 +202,29 @@ def test_a_reading_ahead_lost_is_done_again_here(master, tmp_path):
                           env=env, capture_output=True, text=True)
     assert done.stdout.startswith("rendered 72000"), done.stderr  # 1.5 s at 48 kHz
     assert _read(tmp_path / "o.wav").shape == (72000, 6)
+
+
+_PLANNER_LOST = """
+import os, sys
+import renderer.render as render
+render.SPLIT_PLANNING_MIN_BYTES = 0
+render.forking_allowed = lambda: True
+fork_call = render.fork_call
+render.fork_call = lambda function: fork_call(lambda: os._exit(9))  # dies without an answer
+report = render.render_file(sys.argv[1], sys.argv[2], sys.argv[3])
+print("warnings", len(report.warnings))
+"""
+
+
+@pytest.mark.parametrize("layout", ["5.1", "binaural"])
+def test_a_planning_half_lost_is_planned_here(master, tmp_path, layout):
+    one = _render(master, tmp_path / "one.wav", layout, split=False)
+    env = dict(os.environ, DUBSTAGE_WORKERS="")
+    done = subprocess.run([sys.executable, "-c", _PLANNER_LOST, str(master),
+                           str(tmp_path / "lost.wav"), layout],
+                          env=env, capture_output=True, text=True)
+    assert done.stdout.startswith("warnings"), done.stderr
+    a, b = _read(tmp_path / "one.wav"), _read(tmp_path / "lost.wav")
+    assert a.shape == b.shape and np.abs(a).max() > 0.01
+    assert np.abs(a - b).max() <= 2.0 ** -22  # every channel planned, in another order
+    assert int(done.stdout.split()[1]) == len(one["warnings"])
