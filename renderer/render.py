@@ -13,7 +13,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,7 +25,7 @@ import numpy as np
 from adm.bw64 import Bw64Reader, Bw64Writer
 from adm.importance import filter_by_importance
 from adm.items import ObjectRenderItem, select_items
-from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, Screen
+from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, AudioChannelFormat, Screen
 from adm.timing_fixes import check_block_timing, object_channel_formats
 from adm.xml import gc_paused, read_adm  # noqa: F401  (read_adm: this module's API too)
 from layouts import get_layout
@@ -103,14 +103,17 @@ class RenderReport:
 def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
                            strict: bool = False, fix_block_timing: bool = False,
                            importance_threshold: int | None = None,
-                           channel_ids: Collection[str] | None = None):
+                           channel_ids: Collection[str] | None = None,
+                           read_already: dict[str, AudioChannelFormat] | None = None):
     """The Objects render items of a document read with ``defer_objects``, with their blocks,
     one audioChannelFormat at a time: yields ``(indices, filled items, timing notes)`` where
     ``indices`` are the positions in ``items`` of the items that play that channel. The
     blocks are read again from the file (:func:`adm.xml.iter_channel_formats`), checked (and
     with ``fix_block_timing`` repaired) as :func:`adm.timing_fixes.check_block_timing` does,
     and muted by importance; each channel's blocks can be dropped once its items are used.
-    ``channel_ids``: read only these audioChannelFormats (default: every one played)."""
+    ``channel_ids``: read only these audioChannelFormats (default: every one played).
+    ``read_already``: channels read ahead (:func:`renderer.workers.read_ahead`), taken from
+    it, in document order, when it holds every one wanted; otherwise they are read here."""
     from adm.xml import iter_channel_formats
 
     by_channel: dict[str, list[int]] = {}
@@ -128,8 +131,13 @@ def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
             for played in object_channel_formats(doc, obj):
                 timed.setdefault(played.id, []).append(obj)
     region = reader.axml_region()
-    for channel in iter_channel_formats(region, set(by_channel), source=str(reader.path),
-                                        strict=strict):
+    if read_already and all(cid in read_already for cid in by_channel):
+        channels: Iterable[AudioChannelFormat] = [
+            read_already[c.id] for c in doc.channel_formats if c.id in by_channel]
+    else:
+        channels = iter_channel_formats(region, set(by_channel), source=str(reader.path),
+                                        strict=strict)
+    for channel in channels:
         indices = by_channel.pop(channel.id, None)
         if indices is None:
             continue  # read already (an ID in a second audioFormatExtended is not ours)
@@ -425,10 +433,10 @@ def render_outputs(
         # The Objects blocks are read one channel at a time, straight into the outputs' plans
         # and binaural point sources (memory: the plans, not the document).
         for attempt in (True, False):
-            doc = None
+            doc, read_already = None, None
             if attempt and ahead is not None:
                 try:
-                    doc = ahead.result()
+                    doc, read_already = ahead.result()
                 except WorkerLost:  # the reading ahead was lost: read here
                     doc = None
             if doc is None:
@@ -533,7 +541,8 @@ def render_outputs(
             return built
 
         def plan_object_channels(built: list[_Output], channel_ids: set[str] | None,
-                                 spool: SegmentSpool) -> tuple[list, list[str]]:
+                                 spool: SegmentSpool, read: dict | None = None,
+                                 ) -> tuple[list, list[str]]:
             """Read the Objects channels ``channel_ids`` (None: all) and plan them into the
             outputs ``built`` in batches spooled to ``spool``: returns the runs (with their
             placements in output columns) and the blocks' timing notes."""
@@ -569,7 +578,8 @@ def render_outputs(
 
             for indices, filled, notes in stream_object_channels(
                     reader, doc, all_items, strict=strict, fix_block_timing=fix_block_timing,
-                    importance_threshold=importance_threshold, channel_ids=channel_ids):
+                    importance_threshold=importance_threshold, channel_ids=channel_ids,
+                    read_already=read):
                 timing += [f"{input_path}: {note}" for note in notes]
                 for k, out in enumerate(built):
                     waiting[k] += [item for i, item in zip(indices, filled)
@@ -589,6 +599,11 @@ def render_outputs(
             order = [c.id for c in doc.channel_formats if c.id in played]
             own_channels = set(order[0::2])
             their_channels = set(order) - own_channels
+            ahead_share = {cid for cid in order if cid in (read_already or ())}
+            if 3 * len(ahead_share) >= len(order) and len(ahead_share) < len(order):
+                # the channels read ahead are planned there (no XML to read), the rest here
+                their_channels = ahead_share
+                own_channels = set(order) - their_channels
             their_spool = spools.enter_context(SegmentSpool())
 
             def their_half():
@@ -596,7 +611,8 @@ def render_outputs(
                     warnings.simplefilter("ignore")
                     theirs = configure_outputs(others=False)  # planned here already
                 configured = [len(o.binaural.point_tracks) if o.binaural else 0 for o in theirs]
-                runs, timing = plan_object_channels(theirs, their_channels, their_spool)
+                runs, timing = plan_object_channels(theirs, their_channels, their_spool,
+                                                    read_already)
                 outputs_done = []
                 for out, first in zip(theirs, configured, strict=True):
                     sources = None  # a binaural output's per-track sources found here
@@ -666,7 +682,7 @@ def render_outputs(
             out.report.warnings.extend(fresh_warnings(out.plan.warnings))
         if built:
             built[0].report.warnings[:0] = common_notes
-        doc = all_items = None  # the runs hold what the audio pass needs
+        doc = all_items = read_already = None  # the runs hold what the audio pass needs
 
         # One mixer over every output's columns; Matrix delays are the same for all plans
         if len({p.plan.delayed_tracks for p in built if p.plan.delayed_tracks}) > 1:

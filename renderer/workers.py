@@ -7,7 +7,8 @@ the reading and planning of the Objects channels between itself and one forked c
 value, its warnings and any exception travel back pickled through a pipe.
 
 The command line also reads a large master's ADM structure ahead (:func:`read_ahead`): a
-child forked before JAX is even imported parses it while this process imports the renderer.
+child forked before JAX is even imported parses it, and two in three of its Objects channels,
+while this process imports the renderer.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def forking_allowed() -> bool:
 
 def read_ahead(path: str | os.PathLike, strict: bool = False) -> None:
     """Start reading the ADM structure of the BW64 file ``path`` (its Objects blocks
-    deferred: :func:`adm.xml.read_adm`) in a forked child, for :func:`take_read_ahead`, when
+    deferred: :func:`adm.xml.read_adm`), then some of its Objects channels (see
+    :func:`_read_structure_and_channels`), in a forked child, for :func:`take_read_ahead`, when
     its axml is large and another core is free. Call it before importing JAX (the command
     line does so as it starts): the child needs only numpy and lxml. A file that cannot be
     opened is left alone (the render reports it)."""
@@ -157,17 +159,57 @@ def read_ahead(path: str | os.PathLike, strict: bool = False) -> None:
         return
 
     def read():
-        from adm.xml import read_adm
-
         with Bw64Reader(path) as reader:
-            return read_adm(reader, strict=strict, defer_objects=True)
+            return _read_structure_and_channels(reader, strict)
 
     _READ_AHEAD[key] = fork_call(read)
 
 
+READ_AHEAD_CHANNELS_MAX_BYTES = 64 << 20
+"""axml size up to which Objects channels are read ahead too (at most some 100,000 blocks,
+about 25 MB of arrays)."""
+
+
+def read_ahead_channel(position: int) -> bool:
+    """Whether the Objects channel at ``position`` (in document order among the Objects
+    channels) is read ahead: two in three, those that the render's forked planning half
+    plans (it then reads no XML; this process configures the outputs and reads the third)."""
+    return position % 3 != 0
+
+
+def _read_structure_and_channels(reader, strict: bool):
+    """The document (Objects blocks deferred) and, for an axml of at most
+    :data:`READ_AHEAD_CHANNELS_MAX_BYTES`, the Objects channels chosen by
+    :func:`read_ahead_channel` read with their blocks as columns ({ID: channel}), as far as
+    they read so without a warning or an error (the render then reads them itself, and
+    reports those)."""
+    from adm.columns import ObjectsBlockColumns
+    from adm.model import AdmError, TypeDefinition
+    from adm.xml import iter_channel_formats, read_adm
+
+    doc = read_adm(reader, strict=strict, defer_objects=True)
+    channels: dict[str, Any] = {}
+    region = reader.axml_region()
+    if strict or region is None or region.size > READ_AHEAD_CHANNELS_MAX_BYTES:
+        return doc, channels
+    objects = [c.id for c in doc.channel_formats
+               if c.type is TypeDefinition.Objects and not c.is_common_definition]
+    wanted = {cid for k, cid in enumerate(dict.fromkeys(objects)) if read_ahead_channel(k)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            for channel in iter_channel_formats(region, wanted, source=str(reader.path)):
+                if caught or not isinstance(channel.blocks, ObjectsBlockColumns):
+                    break
+                channels.setdefault(channel.id, channel)
+        except AdmError:
+            pass
+    return doc, channels
+
+
 def take_read_ahead(path: str | os.PathLike, strict: bool = False) -> ForkedCall[Any] | None:
     """The reading started by :func:`read_ahead` for ``path`` as it is now (same size and
-    modification time) and ``strict``, if any; its :meth:`ForkedCall.result` is the
-    document or the reading's error."""
+    modification time) and ``strict``, if any; its :meth:`ForkedCall.result` is (document,
+    channels read ahead) or the reading's error."""
     key = _file_key(path, strict)
     return _READ_AHEAD.pop(key, None) if key is not None else None

@@ -159,7 +159,8 @@ workers.read_ahead(path)
 with Bw64Reader(path) as reader:
     expected = read_adm(reader, defer_objects=True)
 assert workers.take_read_ahead(path, strict=True) is None  # read for strict=False
-assert workers.take_read_ahead(path).result() == expected
+doc, channels = workers.take_read_ahead(path).result()
+assert doc == expected and len(channels) == 6  # two in three of the 9 objects' channels
 assert workers.take_read_ahead(path) is None  # taken once
 workers.read_ahead(path)
 os.utime(path, ns=(0, 0))  # changed since: not this file's reading any more
