@@ -1046,13 +1046,16 @@ class BinauralStage:
         if isinstance(ops, _NumpyOps) and len(points) and silent.sum() * 4 >= len(points):
             kept = np.flatnonzero(~np.concatenate(
                 [silent, np.zeros(rows.stop - group.points.stop, bool)])) + rows.start
-        spectrum = ops.spectra(block[:, kept] if isinstance(kept, slice)
-                               else np.take(block, kept, axis=1), k_hops, self.hop,
-                               self.fft_size, self.fft_workers)  # (B, K, rows kept)
+        signals = block[:, kept] if isinstance(kept, slice) else np.take(block, kept, axis=1)
         filters = self.filters[:, kept]
         outputs, fades = [], []
+        hop = self.hop
         for r, (a, b) in enumerate(runs):
-            outputs.append(ops.matmul(spectrum[:, a:b], filters))
+            # the spectra of one run at a time (B, b - a, rows kept): still in the cache for
+            # their products
+            spectrum = ops.spectra(signals[a * hop:(b - 1) * hop + self.fft_size], b - a, hop,
+                                   self.fft_size, self.fft_workers)
+            outputs.append(ops.matmul(spectrum, filters))
             if r not in updates:
                 continue
             moved, direction = updates[r]
@@ -1074,7 +1077,7 @@ class BinauralStage:
             self.triangle[sources] = triangle
             filters = self.filters[:, kept]
             # hop b - 1 again with the new filters, to fade to
-            fades.append(ops.matmul(spectrum[:, b - 1:b], filters)[:, 0])
+            fades.append(ops.matmul(spectrum[:, -1:], filters)[:, 0])
         out = ops.concatenate(outputs, axis=1) if len(outputs) > 1 else outputs[0]
         return out, fades
 
