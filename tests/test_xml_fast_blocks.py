@@ -624,3 +624,42 @@ def test_blocks_of_a_few_markups_read_into_columns_in_document_order(tmp_path: P
     assert columns[6].width == 12.5 and columns[5].width == 0.0
     assert columns[0].jump_position.interpolation_length is None
     assert columns[1].jump_position.interpolation_length == Fraction(1, 200)
+
+
+def test_random_block_markups_read_as_the_full_parse(tmp_path: Path) -> None:
+    # channels of one to five markups drawn from the children that columns hold, with the
+    # attributes and spacing varied: equal to the full parse, whichever way they are read
+    rng = np.random.default_rng(7)
+    optional = [
+        lambda n: f"<width>{rng.uniform(0, 30):.3f}</width>",
+        lambda n: f"<gain>{rng.uniform(0, 1):.4f}</gain>",
+        lambda n: f'<gain gainUnit="dB">{rng.uniform(-20, 0):.2f}</gain>',
+        lambda n: f"<diffuse>{rng.uniform(0, 1):.2f}</diffuse>",
+        lambda n: f"<importance>{rng.integers(0, 11)}</importance>",
+        lambda n: "<headLocked>0</headLocked>",
+        lambda n: '<jumpPosition interpolationLength="0.0025">1</jumpPosition>',
+        lambda n: "<jumpPosition>1</jumpPosition>",
+        lambda n: f'<channelLock maxDistance="{rng.uniform(0, 2):.2f}">{n % 2}</channelLock>',
+        lambda n: f'<objectDivergence positionRange="0.1">{rng.uniform(0, 1):.2f}'
+                  "</objectDivergence>",
+    ]
+    channels = []
+    for c in range(12):
+        markups = [sorted(rng.choice(len(optional), size=rng.integers(0, 4), replace=False))
+                   for _ in range(rng.integers(1, 6))]
+        cartesian = bool(c % 2)
+        blocks = []
+        for n in range(int(rng.integers(1, 30))):
+            chosen = markups[int(rng.integers(len(markups)))]
+            kinds = {optional[k](n).split(">")[0].split()[0] for k in chosen}
+            if len(kinds) < len(chosen):
+                chosen = chosen[:1]  # one gain, one jumpPosition
+            position = (f'<position coordinate="X">{rng.uniform(-1, 1):.4f}</position>'
+                        f'<position coordinate="Y">{rng.uniform(-1, 1):.4f}</position>'
+                        "<cartesian>1</cartesian>") if cartesian else _polar(
+                round(float(rng.uniform(-180, 180)), 3), round(float(rng.uniform(-30, 60)), 3))
+            spacing = "\n  " if rng.random() < 0.5 else ""
+            body = spacing.join([position] + [optional[k](n) for k in chosen])
+            blocks.append(_block(n, body, rtime=f"00:00:{n // 2:02d}.{5 * (n % 2)}0000"))
+        channels.append(_channel(f"AC_000310{c + 1:02X}", "\n".join(blocks)))
+    _check(tmp_path, _wrap("\n".join(channels)))
