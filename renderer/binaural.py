@@ -330,8 +330,12 @@ class _FilterBank:
         h = (weights @ self._padded_real).view(np.complex64).reshape(q, 2, n_coarse * _FINE)
         delay = np.einsum("qi,qie->qe", w, self.delays[index])       # (Q, 2)
         # exp(-j 2 pi k d / N) for k = FINE * c + f: the product of two short tables of
-        # factors (float64 angles, complex64 factors), applied one after the other
-        angle = (-2.0 * np.pi / self.fft_size) * delay[..., None] * self._table_k
+        # complex64 factors, applied one after the other. The phase in turns is reduced to
+        # [-1/2, 1/2] in float64, then its cosine and sine taken in float32 (numpy's float32
+        # trigonometry is vectorised, 15x quicker than float64's; the factors are complex64)
+        turns = (-delay[..., None] / self.fft_size) * self._table_k
+        turns -= np.rint(turns)
+        angle = (2.0 * np.pi * turns).astype(np.float32)
         factors = np.empty(angle.shape, np.complex64)
         factors.real, factors.imag = np.cos(angle), np.sin(angle)
         by_coarse = h.reshape(len(v), 2, n_coarse, _FINE)

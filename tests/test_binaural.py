@@ -443,3 +443,25 @@ def test_sofa_file_with_known_delays_and_levels_through_the_command_line(tmp_pat
         assert abs(_lag(y[:, 0], y[:, 1]) / SR - expected_itd) <= 20e-6
         ild = 10 * np.log10((y[:, 0] ** 2).sum() / (y[:, 1] ** 2).sum())
         assert abs(ild - 20 * np.log10(gains[i][0] / gains[i][1])) <= 1.0
+
+
+def test_filters_are_the_weighted_spectra_times_the_delay_phase():
+    # the filter bank against the formula in float64: sum_i w_i A_i(k) exp(-j 2 pi k d / N)
+    # with d = sum_i w_i d_i per ear, for directions inside triangles (three weights)
+    from renderer.binaural import _FilterBank, _load_model
+
+    model = _load_model(None, 48000)
+    bank = _FilterBank(model)
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal((20, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    h, tri = bank.filters(v, bank.find_triangles(v))
+    w, _ = bank.weights(v, tri)
+    index = np.asarray(model.triangles)[tri]
+    spectra = np.asarray(model.aligned_spectra, np.complex128)[index]  # (Q, 3, 2, B)
+    delay = np.einsum("qi,qie->qe", w, np.asarray(model.delays)[index])  # (Q, 2)
+    k = np.arange(bank.bins)
+    expected = (np.einsum("qi,qieb->qeb", w, spectra)
+                * np.exp(-2j * np.pi * k * delay[..., None] / bank.fft_size))
+    scale = np.abs(expected).max(axis=-1, keepdims=True)
+    assert np.abs(h - expected).max() / scale.min() < 2e-6
