@@ -852,29 +852,26 @@ class BinauralStage:
         unit = gains is None or bool((gains == 1.0).all())  # the usual case: no product
         point_tracks = self.setup.point_tracks
 
-        def frames_of(a: int, b: int) -> None:
+        def frames_of(frames: tuple[int, int]) -> None:
             """Frames [a, b) of every row (the threads split the frames, not the rows: rows
             of one frame share cache lines)."""
+            a, b = frames
             if self.n_point:
                 picked = np.take(tracks[a:b], point_tracks, axis=1)
                 if not unit:
                     _scale_columns(picked, gains)
                 out[a:b, :self.n_point] = picked
-            samples = np.arange(first + a, first + b, dtype=np.float64)
             for p in moving:
                 kp, vp = keys[lo[p]:hi[p] + 1], values[lo[p]:hi[p] + 1]
+                samples = np.arange(first + a, first + b, dtype=np.float64) + p * _KEY
                 out[a:b, p] = tracks[a:b, point_tracks[p]] * np.interp(
-                    samples + p * _KEY, kp, vp, left=0.0, right=0.0).astype(np.float32)
+                    samples, kp, vp, left=0.0, right=0.0).astype(np.float32)
             out[a:b, self.n_point:self.n_point + self.n_virtual] = 0.0
             if self.lfe_row is not None:
                 out[a:b, self.lfe_row] = tracks[a:b, list(self.setup.lfe_tracks)].sum(axis=1)
 
-        edges = np.linspace(0, n, len(self.groups) + 1).astype(int)
-        *others, last = zip(edges[:-1].tolist(), edges[1:].tolist())
-        futures = [self.pool.submit(frames_of, a, b) for a, b in others]
-        frames_of(*last)
-        for future in futures:
-            future.result()
+        edges = np.linspace(0, n, len(self.groups) + 1).astype(int).tolist()
+        self._in_groups(frames_of, list(zip(edges[:-1], edges[1:])))
 
     def _heard(self, first: int, end: int) -> np.ndarray:
         """(P,) bool: the sources with a gain anywhere in frames [first, end) (at the
@@ -1016,11 +1013,12 @@ class BinauralStage:
         frames = np.asarray(frames, np.float32)
         return np.ascontiguousarray(frames.transpose(1, 0, 2)).reshape(consumed, 2)
 
-    def _in_groups(self, work) -> list:
-        """``work(group)`` for every row group: the last in this thread, the others in the
-        stage's thread pool (numpy, scipy's FFTs and the products release the GIL)."""
-        *others, last = self.groups
-        futures = [self.pool.submit(work, group) for group in others]
+    def _in_groups(self, work, parts: Sequence | None = None) -> list:
+        """``work(part)`` for every part (default: every row group), one per thread: the last
+        in this thread, the others in the stage's thread pool (numpy, scipy's FFTs and the
+        products release the GIL)."""
+        *others, last = self.groups if parts is None else parts
+        futures = [self.pool.submit(work, part) for part in others]
         mine = work(last)
         return [f.result() for f in futures] + [mine]
 
