@@ -144,7 +144,7 @@ class Mixer:
         lo = np.clip(-(-first // m), 0, k_count)
         hi = np.clip(-(-last // m), 0, k_count)  # exclusive
         covers = hi > lo
-        base_gains = self._hold_gains(lo[covers], hi[covers], segs.track[covers],
+        base_gains = self._base_gains(lo[covers], hi[covers], segs.track[covers],
                                       begin[covers])
 
         # Steps inside sub-blocks: each segment adds its first gains where it starts and
@@ -208,7 +208,7 @@ class Mixer:
             encoding=encoding, n_tracks=self.n_tracks,
         )
 
-    def _hold_gains(self, lo: np.ndarray, hi: np.ndarray, tracks: np.ndarray,
+    def _base_gains(self, lo: np.ndarray, hi: np.ndarray, tracks: np.ndarray,
                     gains: np.ndarray) -> np.ndarray:
         """(sub_blocks, n_tracks, n_outputs) float32 gains at the start of each sub-block:
         ``gains`` (H, n_outputs) of ``tracks`` (H,) at the starts of sub-blocks ``[lo, hi)``.
