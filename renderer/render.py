@@ -438,7 +438,7 @@ def render_outputs(
                 try:
                     doc, read_already = ahead.result()
                 except WorkerLost:  # the reading ahead was lost: read here
-                    doc = None
+                    pass
             if doc is None:
                 doc = read_adm(reader, strict=strict, defer_objects=attempt)
             doc, timing_notes = check_block_timing(doc, fix=fix_block_timing)
