@@ -234,14 +234,11 @@ def check_block_timing(doc: AdmDocument, fix: bool = False,
     the reference renderer would write a non-positive duration here).
     """
     src = doc.source
-    checked = [ch for ch in doc.channel_formats
+    checked = [(i, ch) for i, ch in enumerate(doc.channel_formats)
                if not ch.is_common_definition and (channel_ids is None or ch.id in channel_ids)]
-    if checked and _columns_in_order(doc, checked):
+    if checked and _columns_in_order(doc, [ch for _, ch in checked]):
         return doc, ()
-    states = [
-        _Channel(i, ch) for i, ch in enumerate(doc.channel_formats)
-        if not ch.is_common_definition and (channel_ids is None or ch.id in channel_ids)
-    ]
+    states = [_Channel(i, ch) for i, ch in checked]
     denominators = {1}
     for state in states:
         denominators |= state.denominators()
