@@ -56,8 +56,12 @@ def test_several_layouts_in_one_pass_equal_separate_renders(tmp_path):
     assert [r.layout.n_channels for r in reports] == [12, 6, 2]
     for name, report in zip(layouts, reports):
         single = render_file(scene, tmp_path / f"single_{name}.wav", name, float_output=True)
-        np.testing.assert_array_equal(_read(report.output), _read(single.output))
-        np.testing.assert_array_equal(report.peak, single.peak)
+        # equal up to float32 rounding: the mixing kernel's products over 20 output columns
+        # and over 12 may sum in another order (and the gains' kernels compiled for another
+        # batch size round differently), a few 1e-8 at most
+        np.testing.assert_allclose(_read(report.output), _read(single.output), rtol=0,
+                                   atol=1e-6)
+        np.testing.assert_allclose(report.peak, single.peak, rtol=0, atol=1e-6)
 
 
 def test_stems_add_up_to_the_full_mix(tmp_path):
@@ -188,7 +192,10 @@ def test_objects_read_channel_by_channel_render_as_from_the_whole_document(tmp_p
     alone = render_outputs(scene, [OutputRequest(tmp_path / "a.wav", "7.1.4")], **options)
     whole = render_outputs(scene, [OutputRequest(tmp_path / "b.wav", "7.1.4"),
                                    OutputRequest(tmp_path / "c.wav", "binaural")], **options)
-    np.testing.assert_array_equal(_read(alone[0].output), _read(whole[0].output))
+    # equal up to float32 rounding (the mixing kernel's products over more output columns
+    # with the binaural output's may sum in another order)
+    np.testing.assert_allclose(_read(alone[0].output), _read(whole[0].output), rtol=0,
+                               atol=1e-6)
     assert sorted(alone[0].warnings) == sorted(whole[0].warnings)
     assert any("AB_" in w for w in alone[0].warnings)  # the repairs are told
     assert any("end of audioObject" in w for w in alone[0].warnings)  # incl. the duration
