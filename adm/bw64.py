@@ -74,6 +74,9 @@ _CONTAINERS = {b"RIFF": "RIFF", b"RF64": "RF64", b"BW64": "BW64"}
 # Conversion works through the audio in pieces of this many samples (all channels), so the
 # scratch buffers stay in cache whatever the size of the request.
 _CONVERT_SAMPLES = 1 << 16
+FLUSH_BYTES = 1 << 24
+"""A writer has the data it has written so far sent to the disk in the background every
+this many bytes (16 MiB), so that the flush before the file is renamed has little left."""
 _HAVE_PREADV = hasattr(os, "preadv")
 
 SampleFormat = Literal["int", "float"]
@@ -747,6 +750,8 @@ class Bw64Writer:
         header += struct.pack("<4sI", b"data", 0)
         self._data_offset = len(header)
 
+        self._unflushed = 0  # bytes written since the last background flush began
+        self._flushing: threading.Thread | None = None
         directory = self._path.parent
         fd, tmp = tempfile.mkstemp(prefix=f".{self._path.name}.partial-", dir=directory)
         self._tmp_path = Path(tmp)
@@ -813,6 +818,33 @@ class Bw64Writer:
         for i in range(0, x.shape[0], step):
             self._f.write(self._encode(x[i : i + step]))
         self._frames += x.shape[0]
+        self._unflushed += x.shape[0] * self._block_align
+        if self._unflushed >= FLUSH_BYTES:
+            self._flush_in_background()
+
+    def _flush_in_background(self) -> None:
+        """Start sending the data written so far to the disk in another thread (one flush
+        at a time; errors are left to the flush of :meth:`close`, which reports them)."""
+        if self._flushing is not None and self._flushing.is_alive():
+            return
+        self._f.flush()
+        self._unflushed = 0
+        sync = getattr(os, "fdatasync", os.fsync)
+        fd = self._f.fileno()
+
+        def flush() -> None:
+            try:
+                sync(fd)
+            except OSError:
+                pass
+
+        self._flushing = threading.Thread(target=flush, name="bw64-flush", daemon=True)
+        self._flushing.start()
+
+    def _wait_for_flush(self) -> None:
+        if self._flushing is not None:
+            self._flushing.join()
+            self._flushing = None
 
     def _encode(self, x: np.ndarray) -> bytes | memoryview:
         if self._tag == WAVE_FORMAT_IEEE_FLOAT:
@@ -872,6 +904,7 @@ class Bw64Writer:
                 f.seek(self._data_size_offset)
                 f.write(struct.pack("<I", data_size))
             f.flush()
+            self._wait_for_flush()
             os.fsync(f.fileno())
             f.close()
             self._f = None
@@ -884,6 +917,7 @@ class Bw64Writer:
 
     def abort(self) -> None:
         """Discard everything written: close and delete the temporary file (idempotent)."""
+        self._wait_for_flush()  # its file descriptor is not closed under it
         if self._f is not None:
             try:
                 self._f.close()

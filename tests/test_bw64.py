@@ -319,6 +319,61 @@ def test_small_file_stays_riff(tmp_path, monkeypatch):
     assert p.read_bytes()[:4] == b"RIFF" and p.read_bytes()[12:16] == b"JUNK"
 
 
+def test_written_data_flushed_in_background_before_the_final_flush(tmp_path, monkeypatch):
+    """Past FLUSH_BYTES of data, the writer has the file flushed to the disk in another thread
+    (so closing has little left to flush); closing waits for that flush, flushes the rest and
+    renames; what was written is read back exactly."""
+    import threading
+
+    monkeypatch.setattr(bw64, "FLUSH_BYTES", 600)  # 100 frames of 2 channels at 24 bits
+    release = threading.Event()
+    calls = []
+
+    def slow_datasync(fd):
+        calls.append(("background", threading.current_thread().name))
+        assert release.wait(10)
+
+    def final_sync(fd):
+        calls.append(("close", threading.current_thread().name))
+
+    monkeypatch.setattr(bw64.os, "fdatasync", slow_datasync, raising=False)
+    monkeypatch.setattr(bw64.os, "fsync", final_sync)
+    x = (np.arange(1000) - 500).reshape(500, 2) / 1024
+    p = tmp_path / "flushed.wav"
+    w = Bw64Writer(p, 48000, 2)
+    for start in range(0, 500, 50):
+        w.write(x[start:start + 50])
+    # one flush at a time: later writes past the threshold found it still running
+    assert calls == [("background", "bw64-flush")]
+    assert not p.exists()
+    threading.Timer(0.05, release.set).start()
+    w.close()
+    assert calls == [("background", "bw64-flush"), ("close", "MainThread")]
+    with Bw64Reader(p) as r:
+        np.testing.assert_array_equal(r.read(), x.astype(np.float32))
+
+
+def test_abort_waits_for_the_background_flush(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setattr(bw64, "FLUSH_BYTES", 1)
+    done = threading.Event()
+
+    def datasync(fd):
+        time.sleep(0.05)  # still flushing when the writer is aborted
+        os.fstat(fd)  # the descriptor is still open
+        done.set()
+
+    monkeypatch.setattr(bw64.os, "fdatasync", datasync, raising=False)
+    p = tmp_path / "aborted.wav"
+    with pytest.raises(RuntimeError), Bw64Writer(p, 48000, 1) as w:
+        w.write(np.zeros(10))
+        raise RuntimeError("render failed")
+    assert done.is_set()
+    assert not p.exists() and list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------------------------------------
 # streaming
 
