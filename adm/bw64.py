@@ -25,6 +25,7 @@ Chunk layouts used here (all little-endian):
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import tempfile
@@ -576,6 +577,32 @@ class Bw64Reader:
             self._read_at(f, memoryview(out.reshape(-1)),
                           self._data_offset + start_frame * self._block_align)
         return out
+
+    def sample_bytes(self, start_frame: int, n_frames: int):
+        """The file's bytes of frames ``[start_frame, start_frame + n_frames)`` (shortened at
+        the end of the data), without copying them where the system allows it (a memory
+        mapping of the file): ``(data, first_byte, release)``, the samples starting at
+        ``data[first_byte]`` with the byte before them there too (24-bit samples are read as
+        words from the byte before them); ``release()`` unmaps them once they are no longer
+        read (no buffer of them may be held then). For decoding elsewhere (the renderer's
+        native kernel); see :attr:`raw_encoding`."""
+        f = self._require_open()
+        if start_frame < 0 or start_frame > self._frames:
+            raise self._err(f"start frame {start_frame} outside 0..{self._frames}")
+        n = max(0, min(int(n_frames), self._frames - start_frame))
+        begin = self._data_offset + start_frame * self._block_align
+        end = begin + n * self._block_align
+        if end > os.fstat(f.fileno()).st_size:  # mapped pages past the end would kill us
+            raise self._err("data ended early (was the file changed while open?)")
+        base = (begin - 1) - (begin - 1) % mmap.ALLOCATIONGRANULARITY
+        try:
+            mapped = mmap.mmap(f.fileno(), end - base, access=mmap.ACCESS_READ, offset=base)
+        except (OSError, ValueError, OverflowError):  # no mapping here: the bytes are read
+            data = np.zeros(1 + n * self._block_align, np.uint8)
+            if n:
+                self._read_at(f, memoryview(data)[1:], begin)
+            return data, 1, lambda: None
+        return mapped, begin - base, mapped.close
 
     def iter_raw_blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         """Consecutive :meth:`read_raw` blocks of ``block_frames`` frames (last one shorter)."""

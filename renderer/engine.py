@@ -18,6 +18,13 @@ last gains taken away from its end on. So for each sub-block:
   end and 1 after it.
 
 Column counts are padded to powers of two, so a few compiled shapes serve a whole file.
+
+On the CPU the same computation is done by a native kernel (``renderer/_mixkernel.c``, built
+with the package where a C compiler is found) which decodes the file's sample bytes as it
+mixes them, four frames at a time, in worker threads: no float32 copy of the input goes
+through memory, and the products run at the CPU's vector width (XLA's CPU code for these small
+products takes about three times its time, benchmarks/README.md). Without it, or on an
+accelerator, the JAX kernel runs.
 Segments are swept in time order, taken from their source (:mod:`renderer.segment_store`) as
 the mix reaches them and dropped when they end, so the mixer holds only the segments playing
 and memory does not grow with the file's length; the JAX call for one batch runs while the
@@ -27,6 +34,8 @@ caller reads the next.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +44,22 @@ import numpy as np
 from adm.bw64 import aligned_empty
 from renderer.segment_store import SegmentSource, SegmentWindow
 from renderer.timing import SEGMENT_FIELDS, Segments
+from renderer.workers import available_cpus
+
+try:  # the native kernel, where the package was built with it
+    from renderer import _mixkernel
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _mixkernel = None
+
+NATIVE_KERNEL: bool | None = None
+"""Whether mixers use the native kernel (None: where it is built and JAX runs on the CPU)."""
+
+_NATIVE_ENCODINGS = {"pcm16": 0, "pcm24": 1, "pcm32": 2, "float32": 3, "float": 3}
+
+
+def native_kernel_available() -> bool:
+    """Whether the native mixing kernel was built with the package."""
+    return _mixkernel is not None
 
 
 def decode_samples(data: jax.Array, encoding: str, n_tracks: int) -> jax.Array:
@@ -86,6 +111,42 @@ def _mix_batch(data, base_gains, track, rel_first, rel_last, p_first, step, delt
     return out.reshape(-1, out.shape[-1])
 
 
+class MixTables(NamedTuple):
+    """What one batch of K sub-blocks is mixed with (see :func:`_mix_batch`): base_gains
+    (K, T, n_out) float32; track, rel_first, rel_last (K, C) int32; p_first, step (K, C)
+    float32; delta (K, C, n_out) float32; counts (K,) int: the columns each sub-block uses
+    (its first ones; the others are padding, of no effect)."""
+
+    base_gains: np.ndarray
+    track: np.ndarray
+    rel_first: np.ndarray
+    rel_last: np.ndarray
+    p_first: np.ndarray
+    step: np.ndarray
+    delta: np.ndarray
+    counts: np.ndarray
+
+
+class PendingMix:
+    """A batch being mixed by the native kernel in worker threads: ``np.asarray(pending)``
+    waits for it and gives the (frames_per_call, n_outputs) float32 result. ``done``, if
+    given, is called once the threads have finished (it releases their input)."""
+
+    def __init__(self, out: np.ndarray, parts: list[Future], done=None) -> None:
+        self._out, self._parts, self._done = out, parts, done
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        try:
+            for part in self._parts:
+                part.result()
+        finally:
+            self._parts = []
+            if self._done is not None:
+                done, self._done = self._done, None
+                done()
+        return self._out if dtype is None else self._out.astype(dtype)
+
+
 def _bucket(n: int) -> int:
     size = 16
     while size < n:
@@ -99,35 +160,93 @@ class Mixer:
     ``plan``: the segments (see :class:`renderer.timing.Segments`), or a
     :class:`renderer.segment_store.SegmentSource` giving them as the mix reaches them (then
     only the segments playing are held); ``n_outputs``: its gain columns; ``n_tracks``:
-    input channels. Call :meth:`dispatch` with consecutive batches of ``frames_per_call``
-    frames (the last may be shorter); it returns a JAX array (computed asynchronously) of
-    shape (frames_per_call, n_outputs), of which the first ``len(x)`` rows are the output.
+    input channels. Call :meth:`dispatch` (or :meth:`dispatch_bytes`) with consecutive
+    batches of ``frames_per_call`` frames (the last may be shorter); it returns the result
+    being computed: ``np.asarray`` of it is (frames_per_call, n_outputs) float32, of which
+    the first ``len(x)`` rows are the output. ``native``: mix with the native kernel (default:
+    :data:`NATIVE_KERNEL`); :meth:`close` stops its threads.
     """
 
     def __init__(self, plan: Segments | SegmentSource, n_outputs: int, n_tracks: int,
-                 sub_block: int = 256, sub_blocks: int = 128):
+                 sub_block: int = 256, sub_blocks: int = 128, native: bool | None = None):
         self.source = plan if isinstance(plan, SegmentSource) else SegmentSource.of(plan)
         self.n_outputs = n_outputs
         self.n_tracks = n_tracks
         self.sub_block = sub_block
         self.sub_blocks = sub_blocks
         self.frames_per_call = sub_block * sub_blocks
+        if native is None:
+            native = (NATIVE_KERNEL if NATIVE_KERNEL is not None
+                      else _mixkernel is not None and jax.default_backend() == "cpu")
+        if native and (_mixkernel is None or sub_block % 4 or n_outputs > 512):
+            native = False
+        self.native = native
         self._position = 0  # first frame of the next batch
         self._window = SegmentWindow(self.source, n_outputs)  # the segments playing
+        self._pool: ThreadPoolExecutor | None = None
 
-    def dispatch(self, x: np.ndarray, encoding: str = "float") -> jax.Array:
+    def dispatch(self, x: np.ndarray, encoding: str = "float") -> jax.Array | PendingMix:
         """Start mixing the next batch ``x``: float32 (frames, n_tracks) samples, or the
         file's sample bytes (frames, n_tracks * bytes) with their ``encoding`` (see
         :func:`decode_samples`). See the class doc for the result."""
-        m, k_count = self.sub_block, self.sub_blocks
         n = len(x)
-        start = self._position
-        self._position += n
+        if self.native:
+            data = np.ascontiguousarray(x, np.float32 if encoding == "float" else None)
+            if encoding == "pcm24":  # with a byte before the first sample
+                data = np.concatenate([np.zeros(1, np.uint8), data.reshape(-1).view(np.uint8)])
+                return self.dispatch_bytes(data, 1, n, encoding)
+            return self.dispatch_bytes(data, 0, n, encoding)
+        tables = self._tables(n)
         if n < self.frames_per_call:  # the last batch, padded with silence
             padded = aligned_empty((self.frames_per_call,) + x.shape[1:], x.dtype)
             padded[:n] = x
             padded[n:] = 0
             x = padded
+        return _mix_batch(x.reshape(self.sub_blocks, self.sub_block, -1), *tables[:-1],
+                          encoding=encoding, n_tracks=self.n_tracks)
+
+    def dispatch_bytes(self, data, first_byte: int, n: int, encoding: str,
+                       done=None) -> PendingMix:
+        """Start mixing the next batch of ``n`` frames with the native kernel, from the
+        bytes ``data`` (a buffer: the file's samples from byte ``first_byte`` on, as
+        ``encoding`` "pcm16", "pcm24", "pcm32" or "float32"/"float" gives them; "pcm24" needs
+        the byte before ``first_byte``). ``done()`` is called when the kernel no longer
+        reads ``data``. See the class doc for the result."""
+        if not self.native:
+            raise ValueError("this mixer does not use the native kernel")
+        tables = self._tables(n)
+        width = -(-self.n_outputs // 8) * 8  # the kernel's vectors of 8 outputs
+        base_gains, delta = tables.base_gains, tables.delta
+        if width != self.n_outputs:
+            pad = ((0, 0), (0, 0), (0, width - self.n_outputs))
+            base_gains, delta = np.pad(base_gains, pad), np.pad(delta, pad)
+        out = np.empty((self.frames_per_call, width), np.float32)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(available_cpus(), thread_name_prefix="mix")
+        k_count = self.sub_blocks
+        parts = max(1, min(k_count, 2 * available_cpus()))
+        edges = np.linspace(0, k_count, parts + 1).round().astype(int).tolist()
+        counts = np.ascontiguousarray(tables.counts, np.int64)
+        code = _NATIVE_ENCODINGS[encoding]
+        futures = [self._pool.submit(
+            _mixkernel.mix, data, first_byte, n, code, self.n_tracks, self.sub_block,
+            base_gains, tables.track, tables.rel_first, tables.rel_last, tables.p_first,
+            tables.step, delta, counts, k0, k1, out)
+            for k0, k1 in zip(edges[:-1], edges[1:]) if k1 > k0]
+        return PendingMix(out[:, :self.n_outputs], futures, done)
+
+    def close(self) -> None:
+        """Stop the native kernel's threads (idempotent)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _tables(self, n: int) -> MixTables:
+        """The tables of the next batch of ``n`` frames; the mixer moves on to the batch
+        after it."""
+        m, k_count = self.sub_block, self.sub_blocks
+        start = self._position
+        self._position += n
         # the segments overlapping frames [start, start + n) (the sweep goes forward in time)
         self._window.take(start + n)
         self._window.drop(start)
@@ -196,8 +315,7 @@ class Mixer:
             return out
 
         ramp_delta = segs.gains_to[which_ramp] - segs.gains_from[which_ramp]
-        return _mix_batch(
-            x.reshape(k_count, m, -1),
+        return MixTables(
             base_gains,
             table(step_track, segs.track[which_ramp], np.int32),
             table(step_at % m, ramp_first, np.int32),
@@ -205,7 +323,7 @@ class Mixer:
             table(1.0, ramp_p0, np.float32),
             table(0.0, segs.ramp_step[which_ramp], np.float32),
             table(steps[kept], ramp_delta, np.float32, (self.n_outputs,)),
-            encoding=encoding, n_tracks=self.n_tracks,
+            counts,
         )
 
     def _base_gains(self, lo: np.ndarray, hi: np.ndarray, tracks: np.ndarray,

@@ -354,6 +354,16 @@ SPLIT_PLANNING_MIN_BYTES = SPLIT_MIN_AXML_BYTES
 """axml size from which the Objects channels are read and planned by two processes."""
 
 
+def _mixed_from_the_file(reader: Bw64Reader, mixer: Mixer):
+    """(result being mixed, a placeholder (frames, 0) for its tracks) of each batch of the
+    file, mixed by ``mixer``'s native kernel from the file's bytes."""
+    for start in range(0, reader.frames, mixer.frames_per_call):
+        n = min(mixer.frames_per_call, reader.frames - start)
+        data, first_byte, release = reader.sample_bytes(start, n)
+        yield (mixer.dispatch_bytes(data, first_byte, n, reader.raw_encoding, release),
+               np.empty((n, 0), np.float32))
+
+
 def _split_planning(reader: Bw64Reader) -> bool:
     """Whether to share the reading and planning of the Objects channels with a forked
     process: a large axml, another core, JAX not started yet in this process (its threads do
@@ -700,6 +710,7 @@ def render_outputs(
              for run, places in runs], total)
         delayer = TrackDelayer(list(delayed_tracks), n_file_tracks)
         mixer = Mixer(source_of_segments, total, n_file_tracks + len(delayed_tracks))
+        spools.callback(mixer.close)
 
         if measure_loudness or any(o.measure_of is not None for o in built):
             from renderer.loudness import LoudnessMeter, channel_weights
@@ -759,17 +770,24 @@ def render_outputs(
             # mixing kernel (fewer bytes to copy, no host decoding); on the CPU the reader's
             # threaded numpy decoding is faster (benchmarks/README.md). Binaural outputs need
             # the decoded tracks on the host.
+            # With the native kernel (on the CPU), the file's bytes are mixed where they lie.
             encoding = reader.raw_encoding
             host_tracks = delayed_tracks or any(is_binaural(o.request.layout) for o in built)
-            if encoding is None or jax.default_backend() == "cpu" or host_tracks:
+            if mixer.native and total and not host_tracks and encoding is not None:
+                blocks, encoding = _mixed_from_the_file(reader, mixer), "native"
+            elif encoding is None or mixer.native or jax.default_backend() == "cpu" \
+                    or host_tracks:
                 blocks, encoding = reader.iter_blocks(mixer.frames_per_call), "float"
             else:
                 blocks = reader.iter_raw_blocks(mixer.frames_per_call)
             pending = None  # (result being computed, its input): overlaps compute and reading
             for block in blocks:
-                if encoding == "float":
-                    block = delayer.process(block)
-                result = mixer.dispatch(block, encoding) if total else None
+                if encoding == "native":
+                    result, block = block
+                else:
+                    if encoding == "float":
+                        block = delayer.process(block)
+                    result = mixer.dispatch(block, encoding) if total else None
                 if pending is not None:
                     finish(*pending)
                 pending = (result, block)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from adm.model import AdmError, JumpPosition, ObjectsBlock, PolarPosition
-from renderer import timing
+from renderer import engine, timing
 from renderer.engine import Mixer
 from renderer.timing import Segments, block_timings, segments_for_track
 
@@ -18,6 +18,15 @@ def timing_path(request, monkeypatch):
     """Run every test with both implementations of block_timings."""
     if request.param == "exact":
         monkeypatch.setattr(timing, "_block_timings_vectorised", lambda *args: None)
+    return request.param
+
+
+@pytest.fixture(params=["native", "jax"], autouse=True)
+def mixing_kernel(request, monkeypatch):
+    """Run every test with both mixing kernels (the native one where it is built)."""
+    if request.param == "native" and not engine.native_kernel_available():
+        pytest.skip("the native mixing kernel is not built")
+    monkeypatch.setattr(engine, "NATIVE_KERNEL", request.param == "native")
     return request.param
 
 

@@ -1,0 +1,348 @@
+/* The mixing kernel of renderer.engine on the CPU: decoding and mixing in one pass.
+ *
+ * mix(raw, first_byte, n_frames, encoding, n_tracks, sub_block, base_gains, track,
+ *     rel_first, rel_last, p_first, step, delta, counts, k0, k1, out)
+ *
+ * computes sub-blocks [k0, k1) of one batch exactly as renderer.engine._mix_batch does (see
+ * its docstring for the formulation): for each frame m of sub-block k,
+ *
+ *   out[k, m, :] = x[m, :] @ base_gains[k] + sum_c x[m, track[k, c]] w[k, c](m) delta[k, c, :]
+ *
+ * with the weight w 0 before rel_first, p_first + (m - rel_first) * step before rel_last and 1
+ * from it on, over the first counts[k] columns of sub-block k. The samples x are decoded from
+ * the file's little-endian bytes as they are used (raw[first_byte + (frame * n_tracks + t) *
+ * bytes]; encoding 0: 16-bit, 1: 24-bit, 2: 32-bit integer PCM scaled by 2**-(bits-1); 3:
+ * 32-bit float), frames from n_frames on being silence; 24-bit samples are read as 32-bit
+ * words from the byte before each sample, so raw must hold the byte before first_byte.
+ *
+ * Shapes (C order): base_gains float32 (K, T, O); track, rel_first, rel_last int32 (K, C);
+ * p_first, step float32 (K, C); delta float32 (K, C, O); counts int64 (K,); out float32
+ * (K * sub_block, O), O a multiple of 8. The Python interpreter's lock is released while
+ * it runs, so several threads mix several ranges of sub-blocks at once.
+ *
+ * On x86-64 with AVX2 and FMA (checked when the module is loaded) the products use 8-float
+ * vectors; elsewhere the plain loops below, which the compiler vectorises as it can.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const uint8_t *raw;
+    Py_ssize_t first_byte;
+    int64_t n_frames;
+    int encoding;
+    int n_tracks, n_out, sub_block, n_columns;
+    const float *base_gains;
+    const int32_t *track, *rel_first, *rel_last;
+    const float *p_first, *step, *delta;
+    const int64_t *counts;
+    int k0, k1;
+    float *out;
+} Batch;
+
+#define ROWS 4 /* frames mixed together (each gain row loaded once for them) */
+
+/* The samples of frame f (n_tracks floats) into x. */
+static void decode_frame(const Batch *b, int64_t f, float *x)
+{
+    const int t_count = b->n_tracks;
+    if (f >= b->n_frames) {
+        memset(x, 0, sizeof(float) * (size_t)t_count);
+        return;
+    }
+    switch (b->encoding) {
+    case 0: {
+        const uint8_t *p = b->raw + b->first_byte + f * t_count * 2;
+        for (int t = 0; t < t_count; t++) {
+            int16_t v;
+            memcpy(&v, p + 2 * t, 2);
+            x[t] = (float)v * (1.0f / 32768.0f);
+        }
+        break;
+    }
+    case 1: {
+        /* the 32-bit word from the byte before the sample: the sample shifted left by 8
+           above the previous byte, which is cleared */
+        const uint8_t *p = b->raw + b->first_byte + f * t_count * 3 - 1;
+        for (int t = 0; t < t_count; t++) {
+            int32_t v;
+            memcpy(&v, p + 3 * t, 4);
+            x[t] = (float)(v & (int32_t)0xFFFFFF00) * (1.0f / 2147483648.0f);
+        }
+        break;
+    }
+    case 2: {
+        const uint8_t *p = b->raw + b->first_byte + f * t_count * 4;
+        for (int t = 0; t < t_count; t++) {
+            int32_t v;
+            memcpy(&v, p + 4 * t, 4);
+            x[t] = (float)v * (1.0f / 2147483648.0f);
+        }
+        break;
+    }
+    default:
+        memcpy(x, b->raw + b->first_byte + f * t_count * 4, sizeof(float) * (size_t)t_count);
+    }
+}
+
+/* The weight of column i at frame m of its sub-block (0 before it starts). */
+static inline float column_weight(const Batch *b, int64_t i, int m)
+{
+    int since = m - b->rel_first[i];
+    if (since < 0)
+        return 0.0f;
+    return m < b->rel_last[i] ? b->p_first[i] + (float)since * b->step[i] : 1.0f;
+}
+
+static void mix_plain(const Batch *b, float *x)
+{
+    const int t_count = b->n_tracks, o_count = b->n_out, m_count = b->sub_block;
+    float *acc = x + (size_t)ROWS * t_count;
+    for (int k = b->k0; k < b->k1; k++) {
+        const float *gains = b->base_gains + (int64_t)k * t_count * o_count;
+        const int64_t count = b->counts[k];
+        for (int m0 = 0; m0 < m_count; m0 += ROWS) {
+            for (int r = 0; r < ROWS; r++)
+                decode_frame(b, (int64_t)k * m_count + m0 + r, x + (size_t)r * t_count);
+            memset(acc, 0, sizeof(float) * (size_t)ROWS * o_count);
+            for (int t = 0; t < t_count; t++) {
+                const float *g = gains + (int64_t)t * o_count;
+                for (int r = 0; r < ROWS; r++) {
+                    const float xt = x[(size_t)r * t_count + t];
+                    float *a = acc + (size_t)r * o_count;
+                    for (int o = 0; o < o_count; o++)
+                        a[o] += xt * g[o];
+                }
+            }
+            for (int64_t c = 0; c < count; c++) {
+                const int64_t i = (int64_t)k * b->n_columns + c;
+                const float *d = b->delta + i * o_count;
+                for (int r = 0; r < ROWS; r++) {
+                    const float w = column_weight(b, i, m0 + r);
+                    if (w == 0.0f)
+                        continue;
+                    const float v = x[(size_t)r * t_count + b->track[i]] * w;
+                    float *a = acc + (size_t)r * o_count;
+                    for (int o = 0; o < o_count; o++)
+                        a[o] += v * d[o];
+                }
+            }
+            memcpy(b->out + ((int64_t)k * m_count + m0) * o_count, acc,
+                   sizeof(float) * (size_t)ROWS * o_count);
+        }
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AVX2_PATH 1
+typedef float f8 __attribute__((vector_size(32), aligned(4)));
+#define MAX_VECTORS 64 /* outputs up to 512 */
+
+__attribute__((target("avx2,fma"))) static void mix_avx2(const Batch *b, float *x)
+{
+    const int t_count = b->n_tracks, m_count = b->sub_block;
+    const int v_count = b->n_out / 8;
+    f8 acc[ROWS][MAX_VECTORS];
+    for (int k = b->k0; k < b->k1; k++) {
+        const f8 *gains = (const f8 *)(b->base_gains + (int64_t)k * t_count * b->n_out);
+        const int64_t count = b->counts[k];
+        for (int m0 = 0; m0 < m_count; m0 += ROWS) {
+            for (int r = 0; r < ROWS; r++)
+                decode_frame(b, (int64_t)k * m_count + m0 + r, x + (size_t)r * t_count);
+            for (int r = 0; r < ROWS; r++)
+                for (int j = 0; j < v_count; j++)
+                    acc[r][j] = (f8){0};
+            for (int t = 0; t < t_count; t++) {
+                const f8 *g = gains + (int64_t)t * v_count;
+                const float x0 = x[t], x1 = x[t_count + t];
+                const float x2 = x[2 * t_count + t], x3 = x[3 * t_count + t];
+                for (int j = 0; j < v_count; j++) {
+                    const f8 gj = g[j];
+                    acc[0][j] += x0 * gj;
+                    acc[1][j] += x1 * gj;
+                    acc[2][j] += x2 * gj;
+                    acc[3][j] += x3 * gj;
+                }
+            }
+            for (int64_t c = 0; c < count; c++) {
+                const int64_t i = (int64_t)k * b->n_columns + c;
+                const f8 *d = (const f8 *)(b->delta + i * b->n_out);
+                for (int r = 0; r < ROWS; r++) {
+                    const float w = column_weight(b, i, m0 + r);
+                    if (w == 0.0f)
+                        continue;
+                    const float v = x[(size_t)r * t_count + b->track[i]] * w;
+                    for (int j = 0; j < v_count; j++)
+                        acc[r][j] += v * d[j];
+                }
+            }
+            for (int r = 0; r < ROWS; r++) {
+                float *dst = b->out + ((int64_t)k * m_count + m0 + r) * b->n_out;
+                memcpy(dst, acc[r], sizeof(float) * (size_t)b->n_out);
+            }
+        }
+    }
+}
+#endif
+
+static int use_avx2 = 0;
+
+/* A C-contiguous buffer of at least `items` items of `itemsize` bytes, or an exception. */
+static int get_buffer(PyObject *object, Py_buffer *view, int writable, Py_ssize_t itemsize,
+                      Py_ssize_t items, const char *name)
+{
+    if (PyObject_GetBuffer(object, view, (writable ? PyBUF_WRITABLE : PyBUF_SIMPLE)) < 0)
+        return -1;
+    if (view->len < items * itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, need %zd", name, view->len,
+                     items * itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *mix(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objects[10];
+    Batch b;
+    long long n_frames;
+    Py_ssize_t first_byte;
+    if (!PyArg_ParseTuple(args, "OnLiiiOOOOOOOOiiO", &objects[0], &first_byte, &n_frames,
+                          &b.encoding, &b.n_tracks, &b.sub_block, &objects[1], &objects[2],
+                          &objects[3], &objects[4], &objects[5], &objects[6], &objects[7],
+                          &objects[8], &b.k0, &b.k1, &objects[9]))
+        return NULL;
+    b.n_frames = n_frames;
+    b.first_byte = first_byte;
+    Py_buffer views[10];
+    int got = 0;
+    PyObject *result = NULL;
+    float *scratch = NULL;
+    Py_ssize_t n_columns = 0, n_out = 0, k_count = 0;
+    const int bytes = b.encoding == 0 ? 2 : b.encoding == 1 ? 3 : 4;
+    if (b.encoding < 0 || b.encoding > 3 || b.n_tracks < 1 || b.sub_block < ROWS ||
+        b.sub_block % ROWS || b.k0 < 0 || b.k1 < b.k0 || b.n_frames < 0 ||
+        b.first_byte < (b.encoding == 1 ? 1 : 0)) {
+        PyErr_SetString(PyExc_ValueError, "mix: bad sizes");
+        return NULL;
+    }
+    /* the counts give K; track gives C; base_gains gives O */
+    if (get_buffer(objects[8], &views[8], 0, 8, 0, "counts") < 0)
+        goto done;
+    got |= 1 << 8;
+    k_count = views[8].len / 8;
+    if (get_buffer(objects[2], &views[2], 0, 4, 0, "track") < 0)
+        goto done;
+    got |= 1 << 2;
+    n_columns = k_count ? views[2].len / 4 / k_count : 0;
+    if (get_buffer(objects[1], &views[1], 0, 4, 0, "base_gains") < 0)
+        goto done;
+    got |= 1 << 1;
+    n_out = k_count ? views[1].len / 4 / k_count / b.n_tracks : 0;
+    if (b.k1 > k_count || n_out < 8 || n_out % 8 || n_out > 512) {
+        PyErr_SetString(PyExc_ValueError, "mix: sub-block range or output count");
+        goto done;
+    }
+    b.n_columns = (int)n_columns;
+    b.n_out = (int)n_out;
+    {
+        const Py_ssize_t columns = k_count * n_columns;
+        const Py_ssize_t frames_in = b.n_frames < (int64_t)b.k1 * b.sub_block
+                                         ? b.n_frames : (int64_t)b.k1 * b.sub_block;
+        struct { int index, writable; Py_ssize_t itemsize, items; const char *name; } rest[] = {
+            {0, 0, 1, b.first_byte + frames_in * b.n_tracks * bytes, "raw"},
+            {3, 0, 4, columns, "rel_first"}, {4, 0, 4, columns, "rel_last"},
+            {5, 0, 4, columns, "p_first"}, {6, 0, 4, columns, "step"},
+            {7, 0, 4, columns * n_out, "delta"},
+            {9, 1, 4, k_count * b.sub_block * n_out, "out"},
+        };
+        for (size_t j = 0; j < sizeof(rest) / sizeof(rest[0]); j++) {
+            if (get_buffer(objects[rest[j].index], &views[rest[j].index], rest[j].writable,
+                           rest[j].itemsize, rest[j].items, rest[j].name) < 0)
+                goto done;
+            got |= 1 << rest[j].index;
+        }
+        if (views[1].len < k_count * b.n_tracks * n_out * 4) {
+            PyErr_SetString(PyExc_ValueError, "mix: base_gains size");
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < k_count; i++) {
+            const int64_t count = ((const int64_t *)views[8].buf)[i];
+            if (count < 0 || count > n_columns) {
+                PyErr_SetString(PyExc_ValueError, "mix: column count");
+                goto done;
+            }
+        }
+        for (Py_ssize_t i = 0; i < columns; i++) {
+            const int32_t t = ((const int32_t *)views[2].buf)[i];
+            if (t < 0 || t >= b.n_tracks) {
+                PyErr_SetString(PyExc_ValueError, "mix: column track");
+                goto done;
+            }
+        }
+    }
+    b.raw = views[0].buf;
+    b.base_gains = views[1].buf;
+    b.track = views[2].buf;
+    b.rel_first = views[3].buf;
+    b.rel_last = views[4].buf;
+    b.p_first = views[5].buf;
+    b.step = views[6].buf;
+    b.delta = views[7].buf;
+    b.counts = views[8].buf;
+    b.out = views[9].buf;
+    scratch = malloc(sizeof(float) * (size_t)ROWS * ((size_t)b.n_tracks + (size_t)n_out));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+#ifdef HAVE_AVX2_PATH
+    if (use_avx2)
+        mix_avx2(&b, scratch);
+    else
+#endif
+        mix_plain(&b, scratch);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(scratch);
+    for (int j = 0; j < 10; j++)
+        if (got & (1 << j))
+            PyBuffer_Release(&views[j]);
+    return result;
+}
+
+static PyObject *vectorised(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyBool_FromLong(use_avx2);
+}
+
+static PyMethodDef methods[] = {
+    {"mix", mix, METH_VARARGS, "Decode and mix sub-blocks of one batch (see the module)."},
+    {"vectorised", vectorised, METH_NOARGS, "Whether the AVX2 and FMA products are used."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_mixkernel",
+    "The mixing kernel of renderer.engine on the CPU (see renderer/_mixkernel.c).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__mixkernel(void)
+{
+#ifdef HAVE_AVX2_PATH
+    __builtin_cpu_init();
+    use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,177 @@
+"""The native mixing kernel (renderer/_mixkernel.c): the same renders as the JAX kernel, its
+arguments checked, and the file's bytes it mixes from (Bw64Reader.sample_bytes)."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from adm import bw64
+from adm.builder import AdmBuilder, write_adm_bwf
+from adm.bw64 import Bw64Error, Bw64Reader, Bw64Writer
+from adm.model import CartesianPosition, JumpPosition, ObjectsBlock, PolarPosition
+from renderer import engine
+from renderer.render import OutputRequest, render_outputs
+
+native = pytest.mark.skipif(not engine.native_kernel_available(),
+                            reason="the native mixing kernel is not built")
+SR = 48000
+
+
+def _scene(tmp_path, bits, sample_format="int"):
+    builder = AdmBuilder("Mix")
+    builder.add_direct_speakers("Bed", [1, 2], pack_format_id="AP_00010002")
+    moving = [ObjectsBlock(id="", position=PolarPosition(float(a), 15.0),
+                           rtime=Fraction(k, 8), duration=Fraction(1, 8),
+                           jump_position=JumpPosition(True, Fraction(1, 200)))
+              for k, a in enumerate(range(-150, 180, 45))]
+    builder.add_object("Moving", moving, track_index=3)
+    fly = [ObjectsBlock(id="", position=CartesianPosition(x, 0.5, 0.2), cartesian=True,
+                        rtime=Fraction(k, 4), duration=Fraction(1, 4))  # whole-block ramps
+           for k, x in enumerate((-1.0, -0.3, 0.4, 1.0))]
+    builder.add_object("Fly", fly, track_index=4)
+    doc, chna = builder.build()
+    audio = (0.2 * np.random.default_rng(bits).standard_normal((SR + 123, 4))).astype(np.float32)
+    path = tmp_path / f"scene{bits}.wav"
+    write_adm_bwf(path, audio, SR, doc, chna, bit_depth=bits, sample_format=sample_format)
+    return path
+
+
+def _read(path):
+    with Bw64Reader(path) as reader:
+        return reader.read()
+
+
+@native
+@pytest.mark.parametrize("bits, sample_format", [(16, "int"), (24, "int"), (32, "int"),
+                                                 (32, "float")])
+def test_native_and_jax_kernels_render_alike(tmp_path, monkeypatch, bits, sample_format):
+    """A render mixed by the native kernel from the file's bytes equals the JAX kernel's
+    (up to float32 rounding: the products are summed in another order), loudspeakers and
+    headphones."""
+    scene = _scene(tmp_path, bits, sample_format)
+    outputs = {}
+    for kernel in (True, False):
+        monkeypatch.setattr(engine, "NATIVE_KERNEL", kernel)
+        requests = [OutputRequest(tmp_path / f"{kernel}_714.wav", "7.1.4"),
+                    OutputRequest(tmp_path / f"{kernel}_bin.wav", "binaural")]
+        reports = render_outputs(scene, requests, float_output=True)
+        outputs[kernel] = [_read(r.output) for r in reports]
+    for with_native, with_jax in zip(outputs[True], outputs[False], strict=True):
+        assert np.abs(with_jax).max() > 0.05
+        np.testing.assert_allclose(with_native, with_jax, rtol=0, atol=2e-6)
+
+
+def _tables(k_count=2, t_count=3, n_out=8, columns=2):
+    base = np.zeros((k_count, t_count, n_out), np.float32)
+    base[:, 1, 0] = 1.0  # track 1 to output 0
+    track = np.zeros((k_count, columns), np.int32)
+    rel = np.zeros((k_count, columns), np.int32)
+    weights = np.zeros((k_count, columns), np.float32)
+    delta = np.zeros((k_count, columns, n_out), np.float32)
+    counts = np.zeros(k_count, np.int64)
+    return [base, track, rel, rel.copy(), weights, weights.copy(), delta, counts]
+
+
+@native
+def test_kernel_mixes_a_hand_computed_case():
+    """Track 1 to output 0 at gain 1; in sub-block 1 a step of +0.5 to output 3 for track 2
+    from frame 2, and a ramp on track 0 to output 7 from frame 1 (weight 0.25, +0.25 per
+    frame) up to frame 3, weight 1 after it."""
+    from renderer import _mixkernel
+
+    k_count, m, t_count = 2, 4, 3
+    base, track, rel_first, rel_last, p_first, step, delta, counts = _tables(k_count, t_count)
+    counts[1] = 2
+    track[1] = [2, 0]
+    rel_first[1] = [2, 1]
+    rel_last[1] = [2, 3]
+    p_first[1] = [1.0, 0.25]
+    step[1] = [0.0, 0.25]
+    delta[1, 0, 3] = 0.5
+    delta[1, 1, 7] = 1.0
+    x = np.arange(k_count * m * t_count, dtype=np.float32).reshape(k_count * m, t_count)
+    out = np.full((k_count * m, 8), np.nan, np.float32)
+    _mixkernel.mix(x, 0, len(x), 3, t_count, m, base, track, rel_first, rel_last, p_first,
+                   step, delta, counts, 0, k_count, out)
+    expected = np.zeros((k_count * m, 8), np.float32)
+    expected[:, 0] = x[:, 1]
+    expected[m + 2:, 3] = 0.5 * x[m + 2:, 2]
+    expected[m:, 7] = np.array([0.0, 0.25, 0.5, 1.0]) * x[m:, 0]
+    np.testing.assert_array_equal(out, expected)
+    # frames past n_frames are silence
+    _mixkernel.mix(x, 0, 5, 3, t_count, m, base, track, rel_first, rel_last, p_first,
+                   step, delta, counts, 0, k_count, out)
+    np.testing.assert_array_equal(out[:5], expected[:5])
+    np.testing.assert_array_equal(out[5:], 0.0)
+
+
+@native
+@pytest.mark.parametrize("problem", ["out", "track", "counts", "range", "width", "raw",
+                                     "encoding", "lead"])
+def test_kernel_arguments_are_checked(problem):
+    """Sizes that do not fit are a ValueError, not a read or write outside the arrays."""
+    from renderer import _mixkernel
+
+    k_count, m, t_count = 2, 4, 3
+    tables = _tables(k_count, t_count)
+    x = np.zeros((k_count * m, t_count), np.float32)
+    out = np.zeros((k_count * m, 8), np.float32)
+    encoding, first_byte, k1 = 3, 0, k_count
+    if problem == "out":
+        out = np.zeros((k_count * m - 1, 8), np.float32)
+    elif problem == "track":
+        tables[1][0, 0], tables[7][0] = t_count, 1
+    elif problem == "counts":
+        tables[7][1] = 3
+    elif problem == "range":
+        k1 = k_count + 1
+    elif problem == "width":
+        tables[0] = np.zeros((k_count, t_count, 6), np.float32)
+    elif problem == "raw":
+        x = x[:-1]
+    elif problem == "encoding":
+        encoding = 7
+    elif problem == "lead":
+        encoding = 1  # 24-bit samples need the byte before the first one
+    with pytest.raises(ValueError):
+        _mixkernel.mix(x, first_byte, k_count * m, encoding, t_count, m, *tables, 0, k1, out)
+
+
+def test_sample_bytes_are_the_file_bytes(tmp_path, monkeypatch):
+    """The bytes of a span of frames, mapped or (where mapping fails) read, with the byte
+    before the first sample; a file cut short after opening is an error."""
+    x = np.random.default_rng(5).uniform(-1, 1, (5000, 3))
+    path = tmp_path / "x.wav"
+    with Bw64Writer(path, SR, 3, bit_depth=24) as w:
+        w.write(x)
+    raw_file = path.read_bytes()
+    with Bw64Reader(path) as reader:
+        expected = reader.read_raw(1234, 3000).reshape(-1).tobytes()
+        start = reader.data_offset + 1234 * 9
+        data, first, release = reader.sample_bytes(1234, 3000)
+        view = memoryview(data)
+        assert bytes(view[first:first + len(expected)]) == expected
+        assert view[first - 1] == raw_file[start - 1]
+        view.release()
+        release()
+        data, first, release = reader.sample_bytes(4000, 3000)  # shortened at the end
+        assert len(data) - first == 1000 * 9
+        release()
+
+        class NoMapping:
+            ALLOCATIONGRANULARITY = bw64.mmap.ALLOCATIONGRANULARITY
+            ACCESS_READ = bw64.mmap.ACCESS_READ
+
+            @staticmethod
+            def mmap(*args, **kwargs):
+                raise OSError("no mapping")
+
+        monkeypatch.setattr(bw64, "mmap", NoMapping)
+        data, first, release = reader.sample_bytes(1234, 3000)
+        assert first == 1 and bytes(memoryview(data)[first:]) == expected
+        release()
+        with open(path, "r+b") as f:
+            f.truncate(len(raw_file) - 5000)
+        with pytest.raises(Bw64Error, match="ended early"):
+            reader.sample_bytes(4000, 1000)
