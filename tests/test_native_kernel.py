@@ -175,3 +175,38 @@ def test_sample_bytes_are_the_file_bytes(tmp_path, monkeypatch):
             f.truncate(len(raw_file) - 5000)
         with pytest.raises(Bw64Error, match="ended early"):
             reader.sample_bytes(4000, 1000)
+
+
+@native
+@pytest.mark.parametrize("t_count", [8, 19])
+@pytest.mark.parametrize("bits, sample_format", [(16, "int"), (24, "int"), (32, "int"),
+                                                 (32, "float")])
+def test_kernel_decodes_like_the_reader(tmp_path, bits, sample_format, t_count):
+    """With unit gains from each track to its own output, the kernel's output is the
+    reader's float32 samples exactly: eight samples at a time (the vector path), the rest
+    one by one, and the buffer's last frame without reading past its end (8 tracks of 24
+    bits: the last group's 16-byte loads would pass it)."""
+    from renderer import _mixkernel
+
+    m, k_count = 8, 3
+    x = np.random.default_rng(bits).uniform(-1, 1, (m * k_count - 5, t_count))
+    path = tmp_path / "tracks.wav"
+    with Bw64Writer(path, SR, t_count, bit_depth=bits, sample_format=sample_format) as w:
+        w.write(x)
+    with Bw64Reader(path) as reader:
+        expected = reader.read()
+        data, first, release = reader.sample_bytes(0, reader.frames)
+        raw = np.frombuffer(data, np.uint8).copy()  # exactly the frames, and the byte before
+        del data
+        release()
+    n_out = 24
+    base = np.zeros((k_count, t_count, n_out), np.float32)
+    base[:, np.arange(t_count), np.arange(t_count)] = 1.0
+    tables = _tables(k_count, t_count, n_out)
+    tables[0] = base
+    out = np.full((k_count * m, n_out), np.nan, np.float32)
+    encoding = {16: 0, 24: 1}.get(bits, 2 if sample_format == "int" else 3)
+    _mixkernel.mix(raw, first, len(expected), encoding, t_count, m, *tables, 0, k_count, out)
+    np.testing.assert_array_equal(out[:len(expected), :t_count], expected)
+    np.testing.assert_array_equal(out[len(expected):], 0.0)
+    np.testing.assert_array_equal(out[:, t_count:], 0.0)
