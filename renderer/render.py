@@ -13,6 +13,7 @@ import math
 import os
 import re
 import warnings
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -352,6 +353,10 @@ def channel_peaks(frames: np.ndarray, rows: int = 128) -> np.ndarray:
 
 SPLIT_PLANNING_MIN_BYTES = SPLIT_MIN_AXML_BYTES
 """axml size from which the Objects channels are read and planned by two processes."""
+
+
+MIX_AHEAD = 2
+"""Batches the mix may be ahead of the outputs being written."""
 
 
 def _mixed_from_the_file(reader: Bw64Reader, mixer: Mixer):
@@ -766,11 +771,9 @@ def render_outputs(
                 if progress is not None:
                     progress(done, reader.frames)
 
-            # On an accelerator the file's sample bytes go to the device and are decoded in the
-            # mixing kernel (fewer bytes to copy, no host decoding); on the CPU the reader's
-            # threaded numpy decoding is faster (benchmarks/README.md). Binaural outputs need
-            # the decoded tracks on the host.
-            # With the native kernel (on the CPU), the file's bytes are mixed where they lie.
+            # The native kernel (on the CPU) mixes the file's bytes where they lie (a memory
+            # mapping); on an accelerator they go to the device and are decoded in the JAX
+            # kernel. Binaural outputs and Matrix delays need the decoded tracks on the host.
             encoding = reader.raw_encoding
             host_tracks = delayed_tracks or any(is_binaural(o.request.layout) for o in built)
             if mixer.native and total and not host_tracks and encoding is not None:
@@ -780,7 +783,9 @@ def render_outputs(
                 blocks, encoding = reader.iter_blocks(mixer.frames_per_call), "float"
             else:
                 blocks = reader.iter_raw_blocks(mixer.frames_per_call)
-            pending = None  # (result being computed, its input): overlaps compute and reading
+            # (result being computed, its input): the mix runs up to MIX_AHEAD batches ahead
+            # of the outputs, so its threads are not left waiting while one is written
+            waiting: deque = deque()
             for block in blocks:
                 if encoding == "native":
                     result, block = block
@@ -788,11 +793,11 @@ def render_outputs(
                     if encoding == "float":
                         block = delayer.process(block)
                     result = mixer.dispatch(block, encoding) if total else None
-                if pending is not None:
-                    finish(*pending)
-                pending = (result, block)
-            if pending is not None:
-                finish(*pending)
+                waiting.append((result, block))
+                if len(waiting) > MIX_AHEAD:
+                    finish(*waiting.popleft())
+            while waiting:
+                finish(*waiting.popleft())
             for out in built:
                 emit(out, out.stage.finish())
             for out in built:
