@@ -592,7 +592,9 @@ class Bw64Reader:
         n = max(0, min(int(n_frames), self._frames - start_frame))
         begin = self._data_offset + start_frame * self._block_align
         end = begin + n * self._block_align
-        if end > os.fstat(f.fileno()).st_size:  # mapped pages past the end would kill us
+        # a mapped page past the file's end stops the process when read (SIGBUS): a file cut
+        # short since it was opened is reported here instead
+        if end > os.fstat(f.fileno()).st_size:
             raise self._err("data ended early (was the file changed while open?)")
         base = (begin - 1) - (begin - 1) % mmap.ALLOCATIONGRANULARITY
         try:

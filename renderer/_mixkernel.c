@@ -17,11 +17,12 @@
  *
  * Shapes (C order): base_gains float32 (K, T, O); track, rel_first, rel_last int32 (K, C);
  * p_first, step float32 (K, C); delta float32 (K, C, O); counts int64 (K,); out float32
- * (K * sub_block, O), O a multiple of 8. The Python interpreter's lock is released while
+ * (K * sub_block, O), O a multiple of 4 (at most 512). The Python interpreter's lock is released while
  * it runs, so several threads mix several ranges of sub-blocks at once.
  *
  * On x86-64 with AVX2 and FMA (checked when the module is loaded) the products use 8-float
- * vectors; elsewhere the plain loops below, which the compiler vectorises as it can.
+ * vectors (and one of 4 floats); elsewhere the plain loops below, which the compiler
+ * vectorises as it can.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -45,6 +46,7 @@ typedef struct {
 } Batch;
 
 #define ROWS 4 /* frames mixed together (each gain row loaded once for them) */
+#define MAX_OUT_VECTORS 64 /* outputs up to 512 */
 
 /* The samples of frame f (n_tracks floats) into x. */
 static void decode_frame(const Batch *b, int64_t f, float *x)
@@ -141,7 +143,7 @@ static void mix_plain(const Batch *b, float *x)
 #define HAVE_AVX2_PATH 1
 #include <immintrin.h>
 typedef float f8 __attribute__((vector_size(32), aligned(4)));
-#define MAX_VECTORS 64 /* outputs up to 512 */
+typedef float f4 __attribute__((vector_size(16), aligned(4)));
 
 /* decode_frame, eight integer samples at a time: 16-bit ones widened, 24-bit ones moved by
    a byte shuffle into the upper three bytes of 32-bit lanes (each 128-bit half takes four
@@ -209,22 +211,28 @@ __attribute__((target("avx2,fma"))) static void decode_frame_avx2(const Batch *b
     }
 }
 
+/* The outputs in vectors of 8, and the last 4 in a vector of 4 where their count is 4 more
+   than a multiple of 8. */
 __attribute__((target("avx2,fma"))) static void mix_avx2(const Batch *b, float *x)
 {
-    const int t_count = b->n_tracks, m_count = b->sub_block;
-    const int v_count = b->n_out / 8;
-    f8 acc[ROWS][MAX_VECTORS];
+    const int t_count = b->n_tracks, m_count = b->sub_block, o_count = b->n_out;
+    const int v_count = o_count / 8, tail = o_count % 8 != 0;
+    f8 acc[ROWS][MAX_OUT_VECTORS];
+    f4 acc4[ROWS];
     for (int k = b->k0; k < b->k1; k++) {
-        const f8 *gains = (const f8 *)(b->base_gains + (int64_t)k * t_count * b->n_out);
+        const float *gains = b->base_gains + (int64_t)k * t_count * o_count;
         const int64_t count = b->counts[k];
         for (int m0 = 0; m0 < m_count; m0 += ROWS) {
             for (int r = 0; r < ROWS; r++)
                 decode_frame_avx2(b, (int64_t)k * m_count + m0 + r, x + (size_t)r * t_count);
-            for (int r = 0; r < ROWS; r++)
+            for (int r = 0; r < ROWS; r++) {
                 for (int j = 0; j < v_count; j++)
                     acc[r][j] = (f8){0};
+                acc4[r] = (f4){0};
+            }
             for (int t = 0; t < t_count; t++) {
-                const f8 *g = gains + (int64_t)t * v_count;
+                const float *row = gains + (int64_t)t * o_count;
+                const f8 *g = (const f8 *)row;
                 const float x0 = x[t], x1 = x[t_count + t];
                 const float x2 = x[2 * t_count + t], x3 = x[3 * t_count + t];
                 for (int j = 0; j < v_count; j++) {
@@ -234,10 +242,18 @@ __attribute__((target("avx2,fma"))) static void mix_avx2(const Batch *b, float *
                     acc[2][j] += x2 * gj;
                     acc[3][j] += x3 * gj;
                 }
+                if (tail) {
+                    const f4 g4 = *(const f4 *)(row + 8 * v_count);
+                    acc4[0] += x0 * g4;
+                    acc4[1] += x1 * g4;
+                    acc4[2] += x2 * g4;
+                    acc4[3] += x3 * g4;
+                }
             }
             for (int64_t c = 0; c < count; c++) {
                 const int64_t i = (int64_t)k * b->n_columns + c;
-                const f8 *d = (const f8 *)(b->delta + i * b->n_out);
+                const float *change = b->delta + i * o_count;
+                const f8 *d = (const f8 *)change;
                 for (int r = 0; r < ROWS; r++) {
                     const float w = column_weight(b, i, m0 + r);
                     if (w == 0.0f)
@@ -245,11 +261,15 @@ __attribute__((target("avx2,fma"))) static void mix_avx2(const Batch *b, float *
                     const float v = x[(size_t)r * t_count + b->track[i]] * w;
                     for (int j = 0; j < v_count; j++)
                         acc[r][j] += v * d[j];
+                    if (tail)
+                        acc4[r] += v * *(const f4 *)(change + 8 * v_count);
                 }
             }
             for (int r = 0; r < ROWS; r++) {
-                float *dst = b->out + ((int64_t)k * m_count + m0 + r) * b->n_out;
-                memcpy(dst, acc[r], sizeof(float) * (size_t)b->n_out);
+                float *dst = b->out + ((int64_t)k * m_count + m0 + r) * o_count;
+                memcpy(dst, acc[r], sizeof(float) * 8 * (size_t)v_count);
+                if (tail)
+                    memcpy(dst + 8 * v_count, &acc4[r], sizeof(float) * 4);
             }
         }
     }
@@ -312,7 +332,7 @@ static PyObject *mix(PyObject *self, PyObject *args)
         goto done;
     got |= 1 << 1;
     n_out = k_count ? views[1].len / 4 / k_count / b.n_tracks : 0;
-    if (b.k1 > k_count || n_out < 8 || n_out % 8 || n_out > 512) {
+    if (b.k1 > k_count || n_out < 4 || n_out % 4 || n_out > 8 * MAX_OUT_VECTORS) {
         PyErr_SetString(PyExc_ValueError, "mix: sub-block range or output count");
         goto done;
     }

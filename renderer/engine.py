@@ -22,9 +22,10 @@ Column counts are padded to powers of two, so a few compiled shapes serve a whol
 On the CPU the same computation is done by a native kernel (``renderer/_mixkernel.c``, built
 with the package where a C compiler is found) which decodes the file's sample bytes as it
 mixes them, four frames at a time, in worker threads: no float32 copy of the input goes
-through memory, and the products run at the CPU's vector width (XLA's CPU code for these small
-products takes about three times its time, benchmarks/README.md). Without it, or on an
-accelerator, the JAX kernel runs.
+through memory, and the products run at the CPU's vector width (numpy's decoding and XLA's
+CPU code for these small products took about three times its CPU time, benchmarks/README.md).
+Without it, or on an accelerator, the JAX kernel runs.
+
 Segments are swept in time order, taken from their source (:mod:`renderer.segment_store`) as
 the mix reaches them and dropped when they end, so the mixer holds only the segments playing
 and memory does not grow with the file's length; the JAX call for one batch runs while the
@@ -215,7 +216,7 @@ class Mixer:
         if not self.native:
             raise ValueError("this mixer does not use the native kernel")
         tables = self._tables(n)
-        width = -(-self.n_outputs // 8) * 8  # the kernel's vectors of 8 outputs
+        width = -(-self.n_outputs // 4) * 4  # the kernel's vectors of 8 (and 4) outputs
         base_gains, delta = tables.base_gains, tables.delta
         if width != self.n_outputs:
             pad = ((0, 0), (0, 0), (0, width - self.n_outputs))

@@ -74,14 +74,17 @@ def _tables(k_count=2, t_count=3, n_out=8, columns=2):
 
 
 @native
-def test_kernel_mixes_a_hand_computed_case():
+@pytest.mark.parametrize("n_out", [4, 8, 12, 16])
+def test_kernel_mixes_a_hand_computed_case(n_out):
     """Track 1 to output 0 at gain 1; in sub-block 1 a step of +0.5 to output 3 for track 2
-    from frame 2, and a ramp on track 0 to output 7 from frame 1 (weight 0.25, +0.25 per
-    frame) up to frame 3, weight 1 after it."""
+    from frame 2, and a ramp on track 0 to the last output from frame 1 (weight 0.25, +0.25
+    per frame) up to frame 3, weight 1 after it. Outputs in vectors of 8 and of 4."""
     from renderer import _mixkernel
 
     k_count, m, t_count = 2, 4, 3
-    base, track, rel_first, rel_last, p_first, step, delta, counts = _tables(k_count, t_count)
+    last = n_out - 1
+    base, track, rel_first, rel_last, p_first, step, delta, counts = _tables(k_count, t_count,
+                                                                             n_out)
     counts[1] = 2
     track[1] = [2, 0]
     rel_first[1] = [2, 1]
@@ -89,15 +92,15 @@ def test_kernel_mixes_a_hand_computed_case():
     p_first[1] = [1.0, 0.25]
     step[1] = [0.0, 0.25]
     delta[1, 0, 3] = 0.5
-    delta[1, 1, 7] = 1.0
+    delta[1, 1, last] = 1.0
     x = np.arange(k_count * m * t_count, dtype=np.float32).reshape(k_count * m, t_count)
-    out = np.full((k_count * m, 8), np.nan, np.float32)
+    out = np.full((k_count * m, n_out), np.nan, np.float32)
     _mixkernel.mix(x, 0, len(x), 3, t_count, m, base, track, rel_first, rel_last, p_first,
                    step, delta, counts, 0, k_count, out)
-    expected = np.zeros((k_count * m, 8), np.float32)
+    expected = np.zeros((k_count * m, n_out), np.float32)
     expected[:, 0] = x[:, 1]
-    expected[m + 2:, 3] = 0.5 * x[m + 2:, 2]
-    expected[m:, 7] = np.array([0.0, 0.25, 0.5, 1.0]) * x[m:, 0]
+    expected[m + 2:, 3] += 0.5 * x[m + 2:, 2]
+    expected[m:, last] += np.array([0.0, 0.25, 0.5, 1.0]) * x[m:, 0]
     np.testing.assert_array_equal(out, expected)
     # frames past n_frames are silence
     _mixkernel.mix(x, 0, 5, 3, t_count, m, base, track, rel_first, rel_last, p_first,
