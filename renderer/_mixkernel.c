@@ -48,6 +48,24 @@ typedef struct {
 #define ROWS 4 /* frames mixed together (each gain row loaded once for them) */
 #define MAX_OUT_VECTORS 64 /* outputs up to 512 */
 
+/* Integer samples [t0, t1) of the frame whose samples start at p, decoded one by one into x
+   (bytes: 2, 3 or 4). A 24-bit sample is read as the 32-bit word from the byte before it:
+   the sample shifted left by 8 above the previous byte, which is cleared. */
+static inline void decode_samples(const uint8_t *p, int bytes, int t0, int t1, float *x)
+{
+    for (int t = t0; t < t1; t++) {
+        if (bytes == 2) {
+            int16_t v;
+            memcpy(&v, p + 2 * t, 2);
+            x[t] = (float)v * (1.0f / 32768.0f);
+        } else {
+            int32_t v;
+            memcpy(&v, bytes == 3 ? p + 3 * t - 1 : p + 4 * t, 4);
+            x[t] = (float)(bytes == 3 ? v & (int32_t)0xFFFFFF00 : v) * (1.0f / 2147483648.0f);
+        }
+    }
+}
+
 /* The samples of frame f (n_tracks floats) into x. */
 static void decode_frame(const Batch *b, int64_t f, float *x)
 {
@@ -56,39 +74,16 @@ static void decode_frame(const Batch *b, int64_t f, float *x)
         memset(x, 0, sizeof(float) * (size_t)t_count);
         return;
     }
-    switch (b->encoding) {
-    case 0: {
-        const uint8_t *p = b->raw + b->first_byte + f * t_count * 2;
-        for (int t = 0; t < t_count; t++) {
-            int16_t v;
-            memcpy(&v, p + 2 * t, 2);
-            x[t] = (float)v * (1.0f / 32768.0f);
-        }
-        break;
-    }
-    case 1: {
-        /* the 32-bit word from the byte before the sample: the sample shifted left by 8
-           above the previous byte, which is cleared */
-        const uint8_t *p = b->raw + b->first_byte + f * t_count * 3 - 1;
-        for (int t = 0; t < t_count; t++) {
-            int32_t v;
-            memcpy(&v, p + 3 * t, 4);
-            x[t] = (float)(v & (int32_t)0xFFFFFF00) * (1.0f / 2147483648.0f);
-        }
-        break;
-    }
-    case 2: {
-        const uint8_t *p = b->raw + b->first_byte + f * t_count * 4;
-        for (int t = 0; t < t_count; t++) {
-            int32_t v;
-            memcpy(&v, p + 4 * t, 4);
-            x[t] = (float)v * (1.0f / 2147483648.0f);
-        }
-        break;
-    }
-    default:
-        memcpy(x, b->raw + b->first_byte + f * t_count * 4, sizeof(float) * (size_t)t_count);
-    }
+    const int bytes = b->encoding == 0 ? 2 : b->encoding == 1 ? 3 : 4;
+    const uint8_t *p = b->raw + b->first_byte + f * t_count * bytes;
+    if (b->encoding == 3)
+        memcpy(x, p, sizeof(float) * (size_t)t_count);
+    else if (bytes == 2) /* one call per width: each loop compiled for its own */
+        decode_samples(p, 2, 0, t_count, x);
+    else if (bytes == 3)
+        decode_samples(p, 3, 0, t_count, x);
+    else
+        decode_samples(p, 4, 0, t_count, x);
 }
 
 /* The weight of column i at frame m of its sub-block (0 before it starts). */
@@ -194,21 +189,7 @@ __attribute__((target("avx2,fma"))) static void decode_frame_avx2(const Batch *b
             _mm256_storeu_ps(x + t, _mm256_mul_ps(_mm256_cvtepi32_ps(v), scale));
         }
     }
-    for (; t < t_count; t++) { /* the rest one by one */
-        if (bytes == 3) {
-            int32_t v;
-            memcpy(&v, p + 3 * t - 1, 4);
-            x[t] = (float)(v & (int32_t)0xFFFFFF00) * (1.0f / 2147483648.0f);
-        } else if (bytes == 2) {
-            int16_t v;
-            memcpy(&v, p + 2 * t, 2);
-            x[t] = (float)v * (1.0f / 32768.0f);
-        } else {
-            int32_t v;
-            memcpy(&v, p + 4 * t, 4);
-            x[t] = (float)v * (1.0f / 2147483648.0f);
-        }
-    }
+    decode_samples(p, bytes, t, t_count, x); /* the rest one by one */
 }
 
 /* The outputs in vectors of 8, and the last 4 in a vector of 4 where their count is 4 more
