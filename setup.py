@@ -1,12 +1,17 @@
-"""The optional native mixing kernel (renderer/_mixkernel.c); everything else is in
-pyproject.toml. Where it cannot be compiled, dubstage installs without it and mixes with its
-JAX kernel (renderer.engine)."""
+"""The optional native parts: the mixing kernel (renderer/_mixkernel.c) and the binaural
+filter construction (renderer/_binaural.c); everything else is in pyproject.toml. Where they
+cannot be compiled, dubstage installs without them: it mixes with its JAX kernel
+(renderer.engine) and builds the filters with numpy."""
 
 import sys
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension(
-    "renderer._mixkernel", ["renderer/_mixkernel.c"], optional=True,
-    extra_compile_args=[] if sys.platform == "win32" else ["-O3"],
-)])
+FLAGS = [] if sys.platform == "win32" else ["-O3"]
+
+setup(ext_modules=[
+    Extension("renderer._mixkernel", ["renderer/_mixkernel.c"], optional=True,
+              extra_compile_args=FLAGS),
+    Extension("renderer._binaural", ["renderer/_binaural.c"], optional=True,
+              extra_compile_args=FLAGS),
+])

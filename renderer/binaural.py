@@ -117,6 +117,11 @@ _UPDATE_SAMPLES = 4096  # directions are followed about this often (85 ms at 48 
 _MAX_ROW_GROUPS = 4  # rows convolved in at most this many threads
 _MATVEC = getattr(np, "matvec", None)  # numpy 2.2 on
 
+try:  # the filter construction in C, where the package was built with it
+    from renderer import _binaural as _native_filters
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _native_filters = None
+
 
 # ------------------------------------------------------------------------------------------
 # Head orientation
@@ -320,15 +325,8 @@ class _FilterBank:
         ``sum_i w_i A_i(k) exp(-j 2 pi k d / N)``, ``d = sum_i w_i d_i`` per ear."""
         w, tri = self.weights(v, hint)
         index = self.triangles[tri]                                   # (Q, 3)
-        n_coarse = self._n_coarse
-        # the weighted sum of the three spectra, on their real and imaginary parts, as a
-        # sparse (Q, D) matrix of the weights times the padded spectra (one pass in C)
-        q = len(v)
-        weights = scipy.sparse.csr_matrix(
-            (w.astype(np.float32).ravel(), index.ravel(), np.arange(0, 3 * q + 1, 3)),
-            shape=(q, len(self._padded_real)))
-        h = (weights @ self._padded_real).view(np.complex64).reshape(q, 2, n_coarse * _FINE)
         delay = np.einsum("qi,qie->qe", w, self.delays[index])       # (Q, 2)
+        n_coarse = self._n_coarse
         # exp(-j 2 pi k d / N) for k = FINE * c + f: the product of two short tables of
         # complex64 factors, applied one after the other. The phase in turns is reduced to
         # [-1/2, 1/2] in float64, then its cosine and sine taken in float32 (numpy's float32
@@ -336,9 +334,21 @@ class _FilterBank:
         turns = (-delay[..., None] / self.fft_size) * self._table_k
         turns -= np.rint(turns)
         angle = (2.0 * np.pi * turns).astype(np.float32)
-        factors = np.empty(angle.shape, np.complex64)
+        factors = np.empty(angle.shape, np.complex64)                 # (Q, 2, n_coarse + FINE)
         factors.real, factors.imag = np.cos(angle), np.sin(angle)
-        by_coarse = h.reshape(len(v), 2, n_coarse, _FINE)
+        q = len(v)
+        if _native_filters is not None:  # the sum and the products in one pass (_binaural.c)
+            out = np.empty((q, 2, self.bins), np.complex64)
+            _native_filters.filters(index, w.astype(np.float32), factors, self._padded_real,
+                                    n_coarse, _FINE, out)
+            return out, tri
+        # the weighted sum of the three spectra, on their real and imaginary parts, as a
+        # sparse (Q, D) matrix of the weights times the padded spectra (one pass in C)
+        weights = scipy.sparse.csr_matrix(
+            (w.astype(np.float32).ravel(), index.ravel(), np.arange(0, 3 * q + 1, 3)),
+            shape=(q, len(self._padded_real)))
+        h = (weights @ self._padded_real).view(np.complex64).reshape(q, 2, n_coarse * _FINE)
+        by_coarse = h.reshape(q, 2, n_coarse, _FINE)
         by_coarse *= factors[..., :n_coarse, None]
         by_coarse *= factors[..., None, n_coarse:]
         return h[..., :self.bins], tri

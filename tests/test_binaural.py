@@ -445,7 +445,19 @@ def test_sofa_file_with_known_delays_and_levels_through_the_command_line(tmp_pat
         assert abs(ild - 20 * np.log10(gains[i][0] / gains[i][1])) <= 1.0
 
 
-def test_filters_are_the_weighted_spectra_times_the_delay_phase():
+@pytest.fixture(params=["native", "numpy"])
+def filter_construction(request, monkeypatch):
+    """The filters built by renderer/_binaural.c (where it is built) and by numpy."""
+    import renderer.binaural as binaural
+
+    if request.param == "native" and binaural._native_filters is None:
+        pytest.skip("the native filter construction is not built")
+    if request.param == "numpy":
+        monkeypatch.setattr(binaural, "_native_filters", None)
+    return request.param
+
+
+def test_filters_are_the_weighted_spectra_times_the_delay_phase(filter_construction):
     # the filter bank against the formula in float64: sum_i w_i A_i(k) exp(-j 2 pi k d / N)
     # with d = sum_i w_i d_i per ear, for directions inside triangles (three weights)
     from renderer.binaural import _FilterBank, _load_model
@@ -465,3 +477,22 @@ def test_filters_are_the_weighted_spectra_times_the_delay_phase():
                 * np.exp(-2j * np.pi * k * delay[..., None] / bank.fft_size))
     scale = np.abs(expected).max(axis=-1, keepdims=True)
     assert np.abs(h - expected).max() / scale.min() < 2e-6
+
+
+def test_native_filter_construction_checks_its_arguments():
+    import renderer.binaural as binaural
+
+    if binaural._native_filters is None:
+        pytest.skip("the native filter construction is not built")
+    spectra = np.zeros((4, 2, 2 * 8), np.complex64)  # 4 directions, 2 coarse x 8 fine bins
+    factors = np.ones((1, 2, 2 + 8), np.complex64)
+    weights = np.full((1, 3), 1 / 3, np.float32)
+    out = np.empty((1, 2, 9), np.complex64)
+    binaural._native_filters.filters(np.array([[0, 1, 3]]), weights, factors, spectra, 2, 8,
+                                     out)
+    with pytest.raises(ValueError):  # a direction that is not there
+        binaural._native_filters.filters(np.array([[0, 1, 4]]), weights, factors, spectra, 2,
+                                         8, out)
+    with pytest.raises(ValueError):  # more bins than the spectra hold
+        binaural._native_filters.filters(np.array([[0, 1, 3]]), weights, factors, spectra, 2,
+                                         8, np.empty((1, 2, 17), np.complex64))
