@@ -389,6 +389,59 @@ done:
     return result;
 }
 
+/* decode(raw, first_byte, n_frames, encoding, n_tracks, out): the samples of frames
+   [0, n_frames) (raw, first_byte and encoding as for mix) into float32 out (n_frames,
+   n_tracks), as the mix decodes them. */
+static PyObject *decode(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *raw_object, *out_object;
+    Batch b;
+    memset(&b, 0, sizeof(b));
+    long long n_frames;
+    if (!PyArg_ParseTuple(args, "OnLiiO", &raw_object, &b.first_byte, &n_frames, &b.encoding,
+                          &b.n_tracks, &out_object))
+        return NULL;
+    b.n_frames = n_frames;
+    const int bytes = b.encoding == 0 ? 2 : b.encoding == 1 ? 3 : 4;
+    if (b.encoding < 0 || b.encoding > 3 || b.n_tracks < 1 || b.n_frames < 0 ||
+        b.first_byte < (b.encoding == 1 ? 1 : 0)) {
+        PyErr_SetString(PyExc_ValueError, "decode: bad sizes");
+        return NULL;
+    }
+    Py_buffer raw, out;
+    if (PyObject_GetBuffer(raw_object, &raw, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(out_object, &out, PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&raw);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (raw.len < b.first_byte + b.n_frames * b.n_tracks * bytes ||
+        out.len < b.n_frames * b.n_tracks * 4) {
+        PyErr_SetString(PyExc_ValueError, "decode: buffer sizes");
+    } else {
+        b.raw = raw.buf;
+        b.raw_len = raw.len;
+        float *x = out.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (int64_t f = 0; f < b.n_frames; f++) {
+#ifdef HAVE_AVX2_PATH
+            if (use_avx2)
+                decode_frame_avx2(&b, f, x + f * b.n_tracks);
+            else
+#endif
+                decode_frame(&b, f, x + f * b.n_tracks);
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&out);
+    return result;
+}
+
 static PyObject *vectorised(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -398,6 +451,7 @@ static PyObject *vectorised(PyObject *self, PyObject *unused)
 
 static PyMethodDef methods[] = {
     {"mix", mix, METH_VARARGS, "Decode and mix sub-blocks of one batch (see the module)."},
+    {"decode", decode, METH_VARARGS, "Decode frames to float32 as the mix does."},
     {"vectorised", vectorised, METH_NOARGS, "Whether the AVX2 and FMA products are used."},
     {NULL, NULL, 0, NULL},
 };

@@ -24,7 +24,8 @@ with the package where a C compiler is found) which decodes the file's sample by
 mixes them, four frames at a time, in worker threads: no float32 copy of the input goes
 through memory, and the products run at the CPU's vector width (numpy's decoding and XLA's
 CPU code for these small products took about three times its CPU time, benchmarks/README.md).
-Without it, or on an accelerator, the JAX kernel runs.
+Without it, or on an accelerator, the JAX kernel runs. Where the tracks themselves are needed
+(binaural outputs, Matrix delays), the kernel's decoding gives them (:meth:`Mixer.decode_bytes`).
 
 Segments are swept in time order, taken from their source (:mod:`renderer.segment_store`) as
 the mix reaches them and dropped when they end, so the mixer holds only the segments playing
@@ -235,6 +236,26 @@ class Mixer:
             tables.step, delta, counts, k0, k1, out)
             for k0, k1 in zip(edges[:-1], edges[1:]) if k1 > k0]
         return PendingMix(out[:, :self.n_outputs], futures, done)
+
+    def decode_bytes(self, data, first_byte: int, n: int, encoding: str,
+                     out: np.ndarray) -> None:
+        """Decode ``n`` frames of the file's bytes (as :meth:`dispatch_bytes` takes them)
+        into ``out`` (n, the file's channels) float32 with the native kernel's decoding, in
+        its threads."""
+        if not self.native:
+            raise ValueError("this mixer does not use the native kernel")
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(available_cpus(), thread_name_prefix="mix")
+        code = _NATIVE_ENCODINGS[encoding]
+        channels = out.shape[1]  # the mixer's tracks may add delayed copies of some
+        bytes_per_frame = channels * {0: 2, 1: 3, 2: 4, 3: 4}[code]
+        parts = max(1, min(n, available_cpus()))
+        edges = np.linspace(0, n, parts + 1).round().astype(int).tolist()
+        futures = [self._pool.submit(_mixkernel.decode, data, first_byte + a * bytes_per_frame,
+                                     b - a, code, channels, out[a:b])
+                   for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        for future in futures:
+            future.result()
 
     def close(self) -> None:
         """Stop the native kernel's threads (idempotent)."""

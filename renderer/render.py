@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from adm.bw64 import Bw64Reader, Bw64Writer
+from adm.bw64 import Bw64Reader, Bw64Writer, aligned_empty
 from adm.importance import filter_by_importance
 from adm.items import ObjectRenderItem, select_items
 from adm.model import DEFAULT_SCREEN, AdmDocument, AdmError, AudioChannelFormat, Screen
@@ -367,6 +367,20 @@ def _mixed_from_the_file(reader: Bw64Reader, mixer: Mixer):
         data, first_byte, release = reader.sample_bytes(start, n)
         yield (mixer.dispatch_bytes(data, first_byte, n, reader.raw_encoding, release),
                np.empty((n, 0), np.float32))
+
+
+def _decoded_from_the_file(reader: Bw64Reader, mixer: Mixer):
+    """Each batch of the file's frames as float32 (frames, channels), decoded by ``mixer``'s
+    native kernel from the file's bytes."""
+    for start in range(0, reader.frames, mixer.frames_per_call):
+        n = min(mixer.frames_per_call, reader.frames - start)
+        data, first_byte, release = reader.sample_bytes(start, n)
+        tracks = aligned_empty((n, reader.channels), np.float32)
+        try:
+            mixer.decode_bytes(data, first_byte, n, reader.raw_encoding, tracks)
+        finally:
+            release()
+        yield tracks
 
 
 def _split_planning(reader: Bw64Reader) -> bool:
@@ -778,6 +792,8 @@ def render_outputs(
             host_tracks = delayed_tracks or any(is_binaural(o.request.layout) for o in built)
             if mixer.native and total and not host_tracks and encoding is not None:
                 blocks, encoding = _mixed_from_the_file(reader, mixer), "native"
+            elif mixer.native and encoding is not None:  # the tracks decoded by the kernel's
+                blocks, encoding = _decoded_from_the_file(reader, mixer), "float"
             elif encoding is None or mixer.native or jax.default_backend() == "cpu" \
                     or host_tracks:
                 blocks, encoding = reader.iter_blocks(mixer.frames_per_call), "float"

@@ -213,3 +213,32 @@ def test_kernel_decodes_like_the_reader(tmp_path, bits, sample_format, t_count):
     np.testing.assert_array_equal(out[:len(expected), :t_count], expected)
     np.testing.assert_array_equal(out[len(expected):], 0.0)
     np.testing.assert_array_equal(out[:, t_count:], 0.0)
+
+
+@native
+@pytest.mark.parametrize("bits, sample_format", [(16, "int"), (24, "int"), (32, "int"),
+                                                 (32, "float")])
+def test_kernel_decoding_of_tracks_equals_the_readers(tmp_path, bits, sample_format):
+    """The tracks decoded by the kernel's decoding (for binaural outputs and Matrix delays),
+    in the mixer's threads, are the reader's float32 samples exactly."""
+    x = np.random.default_rng(bits).uniform(-1, 1, (3001, 21))
+    path = tmp_path / "tracks.wav"
+    with Bw64Writer(path, SR, 21, bit_depth=bits, sample_format=sample_format) as w:
+        w.write(x)
+    mixer = engine.Mixer(_no_segments(), 1, 21, native=True)
+    with Bw64Reader(path) as reader:
+        expected = reader.read()
+        data, first, release = reader.sample_bytes(0, reader.frames)
+        out = np.full(expected.shape, np.nan, np.float32)
+        mixer.decode_bytes(data, first, reader.frames, reader.raw_encoding, out)
+        release()
+    mixer.close()
+    np.testing.assert_array_equal(out, expected)
+
+
+def _no_segments():
+    from renderer.timing import Segments
+
+    return Segments(track=np.zeros(0, np.int32), first=np.zeros(0, np.int64),
+                    last=np.zeros(0, np.int64), ramp_start=np.zeros(0), ramp_step=np.zeros(0),
+                    gains_from=np.zeros((0, 1), np.float32), gains_to=np.zeros((0, 1), np.float32))
