@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import importlib
+import inspect
 import os
 import resource
 import sys
@@ -45,6 +46,11 @@ STAGES = [  # (module, attribute path): what is timed when it exists
     ("renderer.binaural", "BinauralStage._call"),
     ("renderer.binaural", "BinauralStage._convolve_rows"),
     ("renderer.binaural", "_FilterBank.filters"),
+    ("renderer.binaural", "_FilterBank.weights"),
+    ("renderer.binaural", "_NumpyOps.spectra"),
+    ("renderer.binaural", "_NumpyOps.matmul"),
+    ("renderer.binaural", "_NumpyOps.set_rows"),
+    ("renderer.binaural", "_NumpyOps.irfft"),
 ]
 
 totals: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0])
@@ -75,7 +81,10 @@ def wrap_stages() -> None:
         for parent in parents:
             owner = getattr(owner, parent, None)
         if owner is not None and callable(getattr(owner, name, None)):
-            setattr(owner, name, timed(path, getattr(owner, name)))
+            wrapped = timed(path, getattr(owner, name))
+            if isinstance(inspect.getattr_static(owner, name), staticmethod):
+                wrapped = staticmethod(wrapped)
+            setattr(owner, name, wrapped)
 
 
 def thread_cpu() -> dict[str, float]:
