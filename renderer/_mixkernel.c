@@ -442,6 +442,8 @@ static PyObject *decode(PyObject *self, PyObject *args)
     return result;
 }
 
+static int have_avx2 = 0;
+
 static PyObject *vectorised(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -449,10 +451,24 @@ static PyObject *vectorised(PyObject *self, PyObject *unused)
     return PyBool_FromLong(use_avx2);
 }
 
+/* use_vectors(flag): use the AVX2 path where the CPU has it (flag true, the default) or the
+   plain one (for tests); returns whether the AVX2 path is used now. */
+static PyObject *use_vectors(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int flag;
+    if (!PyArg_ParseTuple(args, "p", &flag))
+        return NULL;
+    use_avx2 = flag && have_avx2;
+    return PyBool_FromLong(use_avx2);
+}
+
 static PyMethodDef methods[] = {
     {"mix", mix, METH_VARARGS, "Decode and mix sub-blocks of one batch (see the module)."},
     {"decode", decode, METH_VARARGS, "Decode frames to float32 as the mix does."},
     {"vectorised", vectorised, METH_NOARGS, "Whether the AVX2 and FMA products are used."},
+    {"use_vectors", use_vectors, METH_VARARGS,
+     "Use the AVX2 path where the CPU has it, or not (for tests); returns whether it is."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -466,7 +482,8 @@ PyMODINIT_FUNC PyInit__mixkernel(void)
 {
 #ifdef HAVE_AVX2_PATH
     __builtin_cpu_init();
-    use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    use_avx2 = have_avx2;
 #endif
     return PyModule_Create(&module);
 }

@@ -18,6 +18,23 @@ native = pytest.mark.skipif(not engine.native_kernel_available(),
 SR = 48000
 
 
+@pytest.fixture(params=["vectors", "plain"], autouse=True)
+def kernel_path(request):
+    """Every test with the kernel's AVX2 path (where the CPU has it) and its plain loops."""
+    if not engine.native_kernel_available():
+        yield request.param
+        return
+    from renderer import _mixkernel
+
+    if request.param == "vectors" and not _mixkernel.use_vectors(True):
+        pytest.skip("this CPU has no AVX2 and FMA")
+    _mixkernel.use_vectors(request.param == "vectors")
+    try:
+        yield request.param
+    finally:
+        _mixkernel.use_vectors(True)
+
+
 def _scene(tmp_path, bits, sample_format="int"):
     builder = AdmBuilder("Mix")
     builder.add_direct_speakers("Bed", [1, 2], pack_format_id="AP_00010002")

@@ -21,12 +21,18 @@ def timing_path(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["native", "jax"], autouse=True)
+@pytest.fixture(params=["native", "native-plain", "jax"], autouse=True)
 def mixing_kernel(request, monkeypatch):
-    """Run every test with both mixing kernels (the native one where it is built)."""
-    if request.param == "native" and not engine.native_kernel_available():
+    """Run every test with both mixing kernels (the native one where it is built, with its
+    AVX2 path where the CPU has it and with its plain loops)."""
+    if request.param.startswith("native") and not engine.native_kernel_available():
         pytest.skip("the native mixing kernel is not built")
-    monkeypatch.setattr(engine, "NATIVE_KERNEL", request.param == "native")
+    monkeypatch.setattr(engine, "NATIVE_KERNEL", request.param.startswith("native"))
+    if request.param == "native-plain":
+        from renderer import _mixkernel
+
+        _mixkernel.use_vectors(False)
+        request.addfinalizer(lambda: _mixkernel.use_vectors(True))
     return request.param
 
 
