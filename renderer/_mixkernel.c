@@ -17,8 +17,12 @@
  *
  * Shapes (C order): base_gains float32 (K, T, O); track, rel_first, rel_last int32 (K, C);
  * p_first, step float32 (K, C); delta float32 (K, C, O); counts int64 (K,); out float32
- * (K * sub_block, O), O a multiple of 4 (at most 512). The Python interpreter's lock is released while
- * it runs, so several threads mix several ranges of sub-blocks at once.
+ * (K * sub_block, O), O a multiple of 4 (at most 512). The Python interpreter's lock is
+ * released while it runs, so several threads mix several ranges of sub-blocks at once.
+ *
+ * decode(raw, first_byte, n_frames, encoding, n_tracks, out) gives the decoded samples
+ * themselves (float32 (n_frames, n_tracks)); use_vectors(flag) turns the AVX2 path off and on
+ * (for tests).
  *
  * On x86-64 with AVX2 and FMA (checked when the module is loaded) the products use 8-float
  * vectors (and one of 4 floats); elsewhere the plain loops below, which the compiler
