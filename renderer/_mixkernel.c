@@ -49,6 +49,12 @@ typedef struct {
     float *out;
 } Batch;
 
+/* Bytes of one sample of an encoding (0: 16-bit, 1: 24-bit, 2: 32-bit, 3: float). */
+static inline int sample_width(int encoding)
+{
+    return encoding == 0 ? 2 : encoding == 1 ? 3 : 4;
+}
+
 #define ROWS 4 /* frames mixed together (each gain row loaded once for them) */
 #define MAX_OUT_VECTORS 64 /* outputs up to 512 */
 
@@ -78,7 +84,7 @@ static void decode_frame(const Batch *b, int64_t f, float *x)
         memset(x, 0, sizeof(float) * (size_t)t_count);
         return;
     }
-    const int bytes = b->encoding == 0 ? 2 : b->encoding == 1 ? 3 : 4;
+    const int bytes = sample_width(b->encoding);
     const uint8_t *p = b->raw + b->first_byte + f * t_count * bytes;
     if (b->encoding == 3)
         memcpy(x, p, sizeof(float) * (size_t)t_count);
@@ -156,7 +162,7 @@ __attribute__((target("avx2,fma"))) static void decode_frame_avx2(const Batch *b
         decode_frame(b, f, x);
         return;
     }
-    const int bytes = b->encoding == 0 ? 2 : b->encoding == 1 ? 3 : 4;
+    const int bytes = sample_width(b->encoding);
     const Py_ssize_t start = b->first_byte + f * t_count * bytes;
     const uint8_t *p = b->raw + start;
     /* the groups whose loads (16 bytes from 12 * j bytes on for 24-bit, 16 or 32 bytes for
@@ -297,7 +303,7 @@ static PyObject *mix(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     float *scratch = NULL;
     Py_ssize_t n_columns = 0, n_out = 0, k_count = 0;
-    const int bytes = b.encoding == 0 ? 2 : b.encoding == 1 ? 3 : 4;
+    const int bytes = sample_width(b.encoding);
     if (b.encoding < 0 || b.encoding > 3 || b.n_tracks < 1 || b.sub_block < ROWS ||
         b.sub_block % ROWS || b.k0 < 0 || b.k1 < b.k0 || b.n_frames < 0 ||
         b.first_byte < (b.encoding == 1 ? 1 : 0)) {
@@ -407,7 +413,7 @@ static PyObject *decode(PyObject *self, PyObject *args)
                           &b.n_tracks, &out_object))
         return NULL;
     b.n_frames = n_frames;
-    const int bytes = b.encoding == 0 ? 2 : b.encoding == 1 ? 3 : 4;
+    const int bytes = sample_width(b.encoding);
     if (b.encoding < 0 || b.encoding > 3 || b.n_tracks < 1 || b.n_frames < 0 ||
         b.first_byte < (b.encoding == 1 ? 1 : 0)) {
         PyErr_SetString(PyExc_ValueError, "decode: bad sizes");
