@@ -56,7 +56,9 @@ except ImportError:  # pragma: no cover - a build without a C compiler
 NATIVE_KERNEL: bool | None = None
 """Whether mixers use the native kernel (None: where it is built and JAX runs on the CPU)."""
 
-_NATIVE_ENCODINGS = {"pcm16": 0, "pcm24": 1, "pcm32": 2, "float32": 3, "float": 3}
+_NATIVE_ENCODINGS = {"pcm16": (0, 2), "pcm24": (1, 3), "pcm32": (2, 4), "float32": (3, 4),
+                     "float": (3, 4)}
+"""The native kernel's code of each encoding, and the bytes of one sample."""
 
 
 def native_kernel_available() -> bool:
@@ -149,6 +151,13 @@ class PendingMix:
         return self._out if dtype is None else self._out.astype(dtype)
 
 
+def _spans(count: int, parts: int) -> list[tuple[int, int]]:
+    """[0, count) cut into at most ``parts`` non-empty consecutive spans of nearly equal
+    length (the work of the native kernel's threads)."""
+    edges = np.linspace(0, count, max(1, min(count, parts)) + 1).round().astype(int).tolist()
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
 def _bucket(n: int) -> int:
     size = 16
     while size < n:
@@ -223,18 +232,13 @@ class Mixer:
             pad = ((0, 0), (0, 0), (0, width - self.n_outputs))
             base_gains, delta = np.pad(base_gains, pad), np.pad(delta, pad)
         out = np.empty((self.frames_per_call, width), np.float32)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(available_cpus(), thread_name_prefix="mix")
-        k_count = self.sub_blocks
-        parts = max(1, min(k_count, 2 * available_cpus()))
-        edges = np.linspace(0, k_count, parts + 1).round().astype(int).tolist()
         counts = np.ascontiguousarray(tables.counts, np.int64)
-        code = _NATIVE_ENCODINGS[encoding]
-        futures = [self._pool.submit(
+        code, _ = _NATIVE_ENCODINGS[encoding]
+        futures = [self._threads().submit(
             _mixkernel.mix, data, first_byte, n, code, self.n_tracks, self.sub_block,
             base_gains, tables.track, tables.rel_first, tables.rel_last, tables.p_first,
             tables.step, delta, counts, k0, k1, out)
-            for k0, k1 in zip(edges[:-1], edges[1:]) if k1 > k0]
+            for k0, k1 in _spans(self.sub_blocks, 2 * available_cpus())]
         return PendingMix(out[:, :self.n_outputs], futures, done)
 
     def decode_bytes(self, data, first_byte: int, n: int, encoding: str,
@@ -244,18 +248,20 @@ class Mixer:
         its threads."""
         if not self.native:
             raise ValueError("this mixer does not use the native kernel")
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(available_cpus(), thread_name_prefix="mix")
-        code = _NATIVE_ENCODINGS[encoding]
+        code, width = _NATIVE_ENCODINGS[encoding]
         channels = out.shape[1]  # the mixer's tracks may add delayed copies of some
-        bytes_per_frame = channels * {0: 2, 1: 3, 2: 4, 3: 4}[code]
-        parts = max(1, min(n, available_cpus()))
-        edges = np.linspace(0, n, parts + 1).round().astype(int).tolist()
-        futures = [self._pool.submit(_mixkernel.decode, data, first_byte + a * bytes_per_frame,
-                                     b - a, code, channels, out[a:b])
-                   for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        futures = [self._threads().submit(_mixkernel.decode, data,
+                                          first_byte + a * channels * width, b - a, code,
+                                          channels, out[a:b])
+                   for a, b in _spans(n, available_cpus())]
         for future in futures:
             future.result()
+
+    def _threads(self) -> ThreadPoolExecutor:
+        """The native kernel's worker threads (started when first needed)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(available_cpus(), thread_name_prefix="mix")
+        return self._pool
 
     def close(self) -> None:
         """Stop the native kernel's threads (idempotent)."""
