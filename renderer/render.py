@@ -359,12 +359,18 @@ MIX_AHEAD = 2
 """Batches the mix may be ahead of the outputs being written."""
 
 
+def _file_batches(reader: Bw64Reader, frames: int):
+    """(frames n, data, first_byte, release) of each batch of ``frames`` frames of the file:
+    its bytes as :meth:`Bw64Reader.sample_bytes` gives them."""
+    for start in range(0, reader.frames, frames):
+        n = min(frames, reader.frames - start)
+        yield (n, *reader.sample_bytes(start, n))
+
+
 def _mixed_from_the_file(reader: Bw64Reader, mixer: Mixer):
     """(result being mixed, a placeholder (frames, 0) for its tracks) of each batch of the
     file, mixed by ``mixer``'s native kernel from the file's bytes."""
-    for start in range(0, reader.frames, mixer.frames_per_call):
-        n = min(mixer.frames_per_call, reader.frames - start)
-        data, first_byte, release = reader.sample_bytes(start, n)
+    for n, data, first_byte, release in _file_batches(reader, mixer.frames_per_call):
         yield (mixer.dispatch_bytes(data, first_byte, n, reader.raw_encoding, release),
                np.empty((n, 0), np.float32))
 
@@ -372,9 +378,7 @@ def _mixed_from_the_file(reader: Bw64Reader, mixer: Mixer):
 def _decoded_from_the_file(reader: Bw64Reader, mixer: Mixer):
     """Each batch of the file's frames as float32 (frames, channels), decoded by ``mixer``'s
     native kernel from the file's bytes."""
-    for start in range(0, reader.frames, mixer.frames_per_call):
-        n = min(mixer.frames_per_call, reader.frames - start)
-        data, first_byte, release = reader.sample_bytes(start, n)
+    for n, data, first_byte, release in _file_batches(reader, mixer.frames_per_call):
         tracks = aligned_empty((n, reader.channels), np.float32)
         try:
             mixer.decode_bytes(data, first_byte, n, reader.raw_encoding, tracks)
@@ -790,10 +794,11 @@ def render_outputs(
             # kernel. Binaural outputs and Matrix delays need the decoded tracks on the host.
             encoding = reader.raw_encoding
             host_tracks = delayed_tracks or any(is_binaural(o.request.layout) for o in built)
-            if mixer.native and total and not host_tracks and encoding is not None:
-                blocks, encoding = _mixed_from_the_file(reader, mixer), "native"
-            elif mixer.native and encoding is not None:  # the tracks decoded by the kernel's
-                blocks, encoding = _decoded_from_the_file(reader, mixer), "float"
+            if mixer.native and encoding is not None:
+                if total and not host_tracks:
+                    blocks, encoding = _mixed_from_the_file(reader, mixer), "native"
+                else:  # the tracks decoded by the kernel's decoding
+                    blocks, encoding = _decoded_from_the_file(reader, mixer), "float"
             elif encoding is None or mixer.native or jax.default_backend() == "cpu" \
                     or host_tracks:
                 blocks, encoding = reader.iter_blocks(mixer.frames_per_call), "float"
