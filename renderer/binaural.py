@@ -336,16 +336,16 @@ class _FilterBank:
         angle = (2.0 * np.pi * turns).astype(np.float32)
         factors = np.empty(angle.shape, np.complex64)                 # (Q, 2, n_coarse + FINE)
         factors.real, factors.imag = np.cos(angle), np.sin(angle)
-        q = len(v)
+        q, w32 = len(v), w.astype(np.float32)
         if _native_filters is not None:  # the sum and the products in one pass (_binaural.c)
             out = np.empty((q, 2, self.bins), np.complex64)
-            _native_filters.filters(index, w.astype(np.float32), factors, self._padded_real,
-                                    n_coarse, _FINE, out)
+            _native_filters.filters(index, w32, factors, self._padded_real, n_coarse, _FINE,
+                                    out)
             return out, tri
         # the weighted sum of the three spectra, on their real and imaginary parts, as a
         # sparse (Q, D) matrix of the weights times the padded spectra (one pass in C)
         weights = scipy.sparse.csr_matrix(
-            (w.astype(np.float32).ravel(), index.ravel(), np.arange(0, 3 * q + 1, 3)),
+            (w32.ravel(), index.ravel(), np.arange(0, 3 * q + 1, 3)),
             shape=(q, len(self._padded_real)))
         h = (weights @ self._padded_real).view(np.complex64).reshape(q, 2, n_coarse * _FINE)
         by_coarse = h.reshape(q, 2, n_coarse, _FINE)
