@@ -458,10 +458,7 @@ class Bw64Reader:
         filled and returned (``n`` being the shortened count).
         """
         f = self._require_open()
-        if start_frame < 0 or start_frame > self._frames:
-            raise self._err(f"start frame {start_frame} outside 0..{self._frames}")
-        avail = self._frames - start_frame
-        n = avail if n_frames is None else max(0, min(int(n_frames), avail))
+        n = self._frames_from(start_frame, n_frames)
         ch = self._channels
         if out is None:
             out = aligned_empty((n, ch), np.float32)
@@ -493,6 +490,14 @@ class Bw64Reader:
         else:
             self._decode_span(f, offset, flat)
         return out
+
+    def _frames_from(self, start_frame: int, n_frames: int | None) -> int:
+        """The frames of a request for ``n_frames`` (None: to the end) from ``start_frame``,
+        shortened at the end of the data; a start outside the data is an error."""
+        if start_frame < 0 or start_frame > self._frames:
+            raise self._err(f"start frame {start_frame} outside 0..{self._frames}")
+        avail = self._frames - start_frame
+        return avail if n_frames is None else max(0, min(int(n_frames), avail))
 
     def _read_at(self, f: BinaryIO, view: memoryview, offset: int) -> None:
         """Fill ``view`` with file bytes from ``offset``; error if the file ends first."""
@@ -569,9 +574,7 @@ class Bw64Reader:
         :attr:`raw_encoding`.
         """
         f = self._require_open()
-        if start_frame < 0 or start_frame > self._frames:
-            raise self._err(f"start frame {start_frame} outside 0..{self._frames}")
-        n = max(0, min(int(n_frames), self._frames - start_frame))
+        n = self._frames_from(start_frame, n_frames)
         out = aligned_empty((n, self._block_align), np.uint8)
         if n:
             self._read_at(f, memoryview(out.reshape(-1)),
@@ -587,9 +590,7 @@ class Bw64Reader:
         read (no buffer of them may be held then). For decoding elsewhere (the renderer's
         native kernel); see :attr:`raw_encoding`."""
         f = self._require_open()
-        if start_frame < 0 or start_frame > self._frames:
-            raise self._err(f"start frame {start_frame} outside 0..{self._frames}")
-        n = max(0, min(int(n_frames), self._frames - start_frame))
+        n = self._frames_from(start_frame, n_frames)
         begin = self._data_offset + start_frame * self._block_align
         end = begin + n * self._block_align
         # a mapped page past the file's end stops the process when read (SIGBUS): a file cut
