@@ -117,10 +117,10 @@ _UPDATE_SAMPLES = 4096  # directions are followed about this often (85 ms at 48 
 _MAX_ROW_GROUPS = 4  # rows convolved in at most this many threads
 _MATVEC = getattr(np, "matvec", None)  # numpy 2.2 on
 
-try:  # the filter construction in C, where the package was built with it
-    from renderer import _binaural as _native_filters
+try:  # the filter construction and the products in C, where the package was built with them
+    from renderer import _binaural as _native
 except ImportError:  # pragma: no cover - a build without a C compiler
-    _native_filters = None
+    _native = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -337,9 +337,9 @@ class _FilterBank:
         factors = np.empty(angle.shape, np.complex64)                 # (Q, 2, n_coarse + FINE)
         factors.real, factors.imag = np.cos(angle), np.sin(angle)
         q, w32 = len(v), w.astype(np.float32)
-        if _native_filters is not None:  # the sum and the products in one pass (_binaural.c)
+        if _native is not None:  # the sum and the products in one pass (_binaural.c)
             out = np.empty((q, 2, self.bins), np.complex64)
-            _native_filters.filters(index, w32, factors, self._padded_real, n_coarse, _FINE,
+            _native.filters(index, w32, factors, self._padded_real, n_coarse, _FINE,
                                     out)
             return out, tri
         # the weighted sum of the three spectra, on their real and imaginary parts, as a
@@ -1109,9 +1109,13 @@ class _NumpyOps:
     @staticmethod
     def matmul(spectra: np.ndarray, filters: np.ndarray) -> np.ndarray:
         """(B, K, R) spectra times (B, R, 2) filters -> (B, K, 2): the product summed over the
-        rows, per bin. numpy's matrix-vector gufunc (numpy 2.2 on) does it with much less
-        overhead than 1025 small matrix products (0.21 against 0.5 ms for 3 hops of 64
-        rows)."""
+        rows, per bin. In C where the package was built with it (``_binaural.products``:
+        0.15 ms for 3 hops of 64 rows with AVX2), else numpy's matrix-vector gufunc (numpy
+        2.2 on: 0.73 ms; 1025 small matrix products take longer still)."""
+        if _native is not None:
+            out = np.empty((spectra.shape[0], spectra.shape[1], 2), np.complex64)
+            _native.products(spectra, filters, out)
+            return out
         if _MATVEC is None:
             return np.matmul(spectra, filters)
         return _MATVEC(filters.transpose(0, 2, 1)[:, None], spectra)

@@ -161,7 +161,7 @@ def test_kemar_measured_direction_reproduces_its_hrir():
         assert np.corrcoef(y[:, e], ref[:, e])[0, 1] >= 0.98
 
 
-def test_kemar_measured_direction_equals_direct_convolution_across_calls():
+def test_kemar_measured_direction_equals_direct_convolution_across_calls(host_loops):
     # 70,000 frames: several calls of the streaming overlap-save convolution and a partial
     # last one; at a measured direction the filter is that HRIR, so the render is the plain
     # linear convolution with it (float32 rounding only)
@@ -376,10 +376,10 @@ def test_setup_routes_items_to_their_paths():
     assert setup.virtual_layout.n_channels == 22
 
 
-def test_accelerator_path_equals_the_host_path():
+def test_accelerator_path_equals_the_host_path(host_loops):
     """The JAX convolution (used on accelerators) computes the same output as the host's
-    numpy/scipy one, here on the CPU: an object moving (up to 20 degrees elevation) and
-    jumping, so filters are updated and crossfaded."""
+    one (numpy and scipy, with or without its C loops), here on the CPU: an object moving
+    (up to 20 degrees elevation) and jumping, so filters are updated and crossfaded."""
     x = _sine_500()
     sweep = _sweep(elevation=20.0)
     host = render_binaural_array(sweep, x, SR, backend="numpy")
@@ -445,19 +445,24 @@ def test_sofa_file_with_known_delays_and_levels_through_the_command_line(tmp_pat
         assert abs(ild - 20 * np.log10(gains[i][0] / gains[i][1])) <= 1.0
 
 
-@pytest.fixture(params=["native", "numpy"])
-def filter_construction(request, monkeypatch):
-    """The filters built by renderer/_binaural.c (where it is built) and by numpy."""
+@pytest.fixture(params=["native", "native-plain", "numpy"])
+def host_loops(request, monkeypatch):
+    """The binaural host's filter construction and per-bin products in renderer/_binaural.c
+    (where it is built; its AVX2 products and its plain loops) and in numpy."""
     import renderer.binaural as binaural
 
-    if request.param == "native" and binaural._native_filters is None:
-        pytest.skip("the native filter construction is not built")
+    native = binaural._native
+    if request.param.startswith("native") and native is None:
+        pytest.skip("the native binaural loops are not built")
     if request.param == "numpy":
-        monkeypatch.setattr(binaural, "_native_filters", None)
+        monkeypatch.setattr(binaural, "_native", None)
+    elif request.param == "native-plain":
+        native.use_vectors(False)
+        request.addfinalizer(lambda: native.use_vectors(True))
     return request.param
 
 
-def test_filters_are_the_weighted_spectra_times_the_delay_phase(filter_construction):
+def test_filters_are_the_weighted_spectra_times_the_delay_phase(host_loops):
     # the filter bank against the formula in float64: sum_i w_i A_i(k) exp(-j 2 pi k d / N)
     # with d = sum_i w_i d_i per ear, for directions inside triangles (three weights)
     from renderer.binaural import _FilterBank, _load_model
@@ -482,17 +487,62 @@ def test_filters_are_the_weighted_spectra_times_the_delay_phase(filter_construct
 def test_native_filter_construction_checks_its_arguments():
     import renderer.binaural as binaural
 
-    if binaural._native_filters is None:
+    if binaural._native is None:
         pytest.skip("the native filter construction is not built")
     spectra = np.zeros((4, 2, 2 * 8), np.complex64)  # 4 directions, 2 coarse x 8 fine bins
     factors = np.ones((1, 2, 2 + 8), np.complex64)
     weights = np.full((1, 3), 1 / 3, np.float32)
     out = np.empty((1, 2, 9), np.complex64)
-    binaural._native_filters.filters(np.array([[0, 1, 3]]), weights, factors, spectra, 2, 8,
-                                     out)
+    binaural._native.filters(np.array([[0, 1, 3]]), weights, factors, spectra, 2, 8, out)
     with pytest.raises(ValueError):  # a direction that is not there
-        binaural._native_filters.filters(np.array([[0, 1, 4]]), weights, factors, spectra, 2,
-                                         8, out)
+        binaural._native.filters(np.array([[0, 1, 4]]), weights, factors, spectra, 2, 8,
+                                 out)
     with pytest.raises(ValueError):  # more bins than the spectra hold
-        binaural._native_filters.filters(np.array([[0, 1, 3]]), weights, factors, spectra, 2,
-                                         8, np.empty((1, 2, 17), np.complex64))
+        binaural._native.filters(np.array([[0, 1, 3]]), weights, factors, spectra, 2,
+                                 8, np.empty((1, 2, 17), np.complex64))
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 63, 64])
+def test_products_sum_each_bins_spectra_times_filters_over_the_rows(host_loops, rows):
+    # out[b, k, e] = sum_r X[b, k, r] H[b, r, e], against the sum written out in complex128;
+    # the filters a slice of a wider array (rows of a group), the spectra a hop of a run
+    from renderer.binaural import _NumpyOps
+
+    rng = np.random.default_rng(rows)
+
+    def complex_normal(*shape):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(
+            np.complex64)
+
+    spectra = complex_normal(37, 3, rows)
+    filters = complex_normal(37, rows + 5, 2)[:, 2:rows + 2]
+    expected = np.zeros((37, 3, 2), np.complex128)
+    for r in range(rows):
+        expected += (spectra[:, :, r, None].astype(np.complex128)
+                     * filters[:, None, r, :].astype(np.complex128))
+    for hops in (slice(None), slice(-1, None)):
+        out = _NumpyOps.matmul(spectra[:, hops], filters)
+        assert out.shape == expected[:, hops].shape and out.dtype == np.complex64
+        scale = np.sqrt(rows) * 2
+        assert np.abs(out - expected[:, hops]).max() < 1e-5 * scale
+
+
+def test_native_products_check_their_arguments():
+    import renderer.binaural as binaural
+
+    if binaural._native is None:
+        pytest.skip("the native binaural loops are not built")
+    spectra = np.zeros((5, 2, 4), np.complex64)
+    filters = np.zeros((5, 4, 2), np.complex64)
+    out = np.empty((5, 2, 2), np.complex64)
+    binaural._native.products(spectra, filters, out)
+    with pytest.raises(ValueError):  # filters for other rows
+        binaural._native.products(spectra, np.zeros((5, 3, 2), np.complex64), out)
+    with pytest.raises(ValueError):  # complex128
+        binaural._native.products(spectra.astype(np.complex128), filters, out)
+    with pytest.raises(ValueError):  # the rows of a spectrum not contiguous
+        binaural._native.products(np.zeros((5, 2, 8), np.complex64)[:, :, ::2], filters, out)
+    with pytest.raises(ValueError):  # the ears of a filter apart
+        binaural._native.products(spectra, np.zeros((5, 4, 4), np.complex64)[:, :, ::2], out)
+    with pytest.raises(ValueError):  # an output for fewer hops
+        binaural._native.products(spectra, filters, np.empty((5, 1, 2), np.complex64))
