@@ -49,7 +49,7 @@ STAGES = [  # (module, attribute path): what is timed when it exists
     ("renderer.binaural", "_FilterBank.weights"),
     ("renderer.binaural", "_NumpyOps.spectra"),
     ("renderer.binaural", "_NumpyOps.matmul"),
-    ("renderer.binaural", "_NumpyOps.set_rows"),
+    ("renderer.binaural", "_FilterBank.place"),
     ("renderer.binaural", "_NumpyOps.irfft"),
 ]
 

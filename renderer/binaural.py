@@ -323,6 +323,9 @@ class _FilterBank:
     def filters(self, v: np.ndarray, hint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Filters (Q, 2, B) complex64 of unit vectors ``v`` (Q, 3) and their triangles:
         ``sum_i w_i A_i(k) exp(-j 2 pi k d / N)``, ``d = sum_i w_i d_i`` per ear."""
+        if _native is not None:
+            dest = np.empty((self.bins, len(v), 2), np.complex64)
+            return dest.transpose(1, 2, 0), self.place(v, hint, dest, np.arange(len(v)))
         w, tri = self.weights(v, hint)
         index = self.triangles[tri]                                   # (Q, 3)
         delay = np.einsum("qi,qie->qe", w, self.delays[index])       # (Q, 2)
@@ -337,11 +340,6 @@ class _FilterBank:
         factors = np.empty(angle.shape, np.complex64)                 # (Q, 2, n_coarse + FINE)
         factors.real, factors.imag = np.cos(angle), np.sin(angle)
         q, w32 = len(v), w.astype(np.float32)
-        if _native is not None:  # the sum and the products in one pass (_binaural.c)
-            out = np.empty((q, 2, self.bins), np.complex64)
-            _native.filters(index, w32, factors, self._padded_real, n_coarse, _FINE,
-                                    out)
-            return out, tri
         # the weighted sum of the three spectra, on their real and imaginary parts, as a
         # sparse (Q, D) matrix of the weights times the padded spectra (one pass in C)
         weights = scipy.sparse.csr_matrix(
@@ -352,6 +350,26 @@ class _FilterBank:
         by_coarse *= factors[..., :n_coarse, None]
         by_coarse *= factors[..., None, n_coarse:]
         return h[..., :self.bins], tri
+
+    def place(self, v: np.ndarray, hint: np.ndarray, dest: np.ndarray,
+              rows: np.ndarray | slice) -> np.ndarray:
+        """The filters of unit vectors ``v`` (Q, 3) (see :meth:`filters`; ``hint`` (Q,) the
+        triangles to try first) written into ``dest[:, rows]`` (dest: the convolution's (B,
+        R, 2) complex64 filters; rows: Q of them); returns their triangles (Q,). In one pass
+        in C where the package was built with it (``_binaural.place``: weights, delays' phase
+        factors, the weighted sums and their placing)."""
+        if _native is None:
+            new, tri = self.filters(v, hint)
+            dest[:, rows] = new.transpose(2, 0, 1)
+            return tri
+        if isinstance(rows, slice):
+            rows = np.arange(dest.shape[1])[rows]
+        tri = np.empty(len(v), np.int64)
+        _native.place(np.ascontiguousarray(v, np.float64),
+                      np.ascontiguousarray(hint, np.int64), self.inverses, self.triangles,
+                      self.delays, self._padded_real, float(self.fft_size), self._n_coarse,
+                      _FINE, dest, np.ascontiguousarray(rows, np.int64), tri)
+        return tri
 
 
 def _gain_breakpoints(segments: Segments, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1048,9 +1066,8 @@ class BinauralStage:
         silent = ~heard[points] & self.skip_silent_updates
         late = points[self.stale[points] & ~silent]
         if len(late):
-            new, triangle = self.bank.filters(before[late], self.triangle[late])
-            self.filters = ops.set_rows(self.filters, late, ops.asarray(new.transpose(2, 0, 1)))
-            self.triangle[late] = triangle
+            self.filters, self.triangle[late] = ops.update_rows(
+                self.bank, self.filters, late, before[late], self.triangle[late])
             self.stale[late] = False
         # the rows convolved: all of the group's, or, when a quarter or more of its sources
         # are silent (numpy on the host), the heard ones (a silent row adds only zeros)
@@ -1080,13 +1097,11 @@ class BinauralStage:
                 fades.append(outputs[-1][:, -1])  # this group's filters did not change
                 continue
             sources = moved[mine]
-            new, triangle = self.bank.filters(direction[mine], self.triangle[sources])
             # every source of the group moving (the usual case in busy mixes): a slice
             whole = len(sources) == group.points.stop - group.points.start
-            target = group.points if whole else sources
-            self.filters = ops.set_rows(self.filters, target,
-                                        ops.asarray(new.transpose(2, 0, 1)))
-            self.triangle[sources] = triangle
+            self.filters, self.triangle[sources] = ops.update_rows(
+                self.bank, self.filters, group.points if whole else sources, direction[mine],
+                self.triangle[sources])
             filters = self.filters[:, kept]
             # hop b - 1 again with the new filters, to fade to
             fades.append(ops.matmul(spectrum[:, -1:], filters)[:, 0])
@@ -1142,9 +1157,11 @@ class _NumpyOps:
         return scipy.fft.irfft(x, n=n, axis=0, workers=-1)
 
     @staticmethod
-    def set_rows(filters: np.ndarray, rows, new: np.ndarray) -> np.ndarray:
-        filters[:, rows] = new
-        return filters
+    def update_rows(bank: _FilterBank, filters: np.ndarray, rows, v: np.ndarray,
+                    hint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The filters of directions ``v`` (Q, 3) into ``filters[:, rows]`` (in place);
+        returns (filters, their triangles (Q,))."""
+        return filters, bank.place(v, hint, filters, rows)
 
     @staticmethod
     def crossfade(frames: np.ndarray, hops: list[int], new: np.ndarray) -> np.ndarray:
@@ -1180,9 +1197,11 @@ class _JaxOps:
     def irfft(self, x, n: int):
         return self.jnp.fft.irfft(x, n=n, axis=0)
 
-    @staticmethod
-    def set_rows(filters, rows, new):
-        return filters.at[:, rows].set(new)
+    def update_rows(self, bank: _FilterBank, filters, rows, v: np.ndarray, hint: np.ndarray):
+        """The filters of directions ``v`` (Q, 3) into rows ``rows`` of the device's
+        ``filters``; returns (the new filters, their triangles (Q,))."""
+        new, tri = bank.filters(v, hint)
+        return filters.at[:, rows].set(self.asarray(new.transpose(2, 0, 1))), tri
 
     def crossfade(self, frames, hops: list[int], new):
         jnp = self.jnp

@@ -484,22 +484,57 @@ def test_filters_are_the_weighted_spectra_times_the_delay_phase(host_loops):
     assert np.abs(h - expected).max() / scale.min() < 2e-6
 
 
-def test_native_filter_construction_checks_its_arguments():
+def test_filters_placed_in_rows_of_the_convolution(host_loops):
+    # rows 5, 2 and 7 of a (B, 9, 2) filter array get the filters of three directions (one of
+    # them hinted with a triangle that does not hold it, one a measured direction: its
+    # measured spectrum times its delays' phase); the other rows stay as they were
+    from renderer.binaural import _FilterBank, _load_model
+
+    model = _load_model(None, 48000)
+    bank = _FilterBank(model)
+    measured = np.asarray(model.unit_vectors)[100]
+    v = np.array([[0.6, 0.7, 0.2], [-0.3, -0.9, -0.1], measured])
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    dest = np.full((bank.bins, 9, 2), 7 + 1j, np.complex64)
+    tri = bank.place(v, np.zeros(3, np.int64), dest, np.array([5, 2, 7]))
+    for q, t in enumerate(tri):  # a triangle that holds each direction
+        assert (v[q] @ bank.inverses[t]).min() > -1e-9
+    expected, _ = bank.filters(v, tri)
+    np.testing.assert_array_equal(dest[:, [5, 2, 7]], expected.transpose(2, 0, 1))
+    assert (dest[:, [0, 1, 3, 4, 6, 8]] == np.complex64(7 + 1j)).all()
+    k = np.arange(bank.bins)
+    phase = np.exp(-2j * np.pi * k * np.asarray(model.delays)[100][:, None] / bank.fft_size)
+    at_measured = np.asarray(model.aligned_spectra)[100] * phase
+    assert np.abs(dest[:, 7].T - at_measured).max() < 1e-5 * np.abs(at_measured).max()
+
+
+def test_native_filter_placing_checks_its_arguments():
     import renderer.binaural as binaural
+    from renderer.binaural import _FilterBank, _load_model
 
     if binaural._native is None:
-        pytest.skip("the native filter construction is not built")
-    spectra = np.zeros((4, 2, 2 * 8), np.complex64)  # 4 directions, 2 coarse x 8 fine bins
-    factors = np.ones((1, 2, 2 + 8), np.complex64)
-    weights = np.full((1, 3), 1 / 3, np.float32)
-    out = np.empty((1, 2, 9), np.complex64)
-    binaural._native.filters(np.array([[0, 1, 3]]), weights, factors, spectra, 2, 8, out)
-    with pytest.raises(ValueError):  # a direction that is not there
-        binaural._native.filters(np.array([[0, 1, 4]]), weights, factors, spectra, 2, 8,
-                                 out)
+        pytest.skip("the native binaural loops are not built")
+    bank = _FilterBank(_load_model(None, 48000))
+
+    def place(v=((0.0, 1.0, 0.0),), hint=(0,), rows=(0,), dest=None, triangles=None):
+        dest = np.zeros((bank.bins, 2, 2), np.complex64) if dest is None else dest
+        binaural._native.place(
+            np.array(v, np.float64), np.array(hint, np.int64), bank.inverses,
+            bank.triangles if triangles is None else triangles, bank.delays,
+            bank._padded_real, float(bank.fft_size), bank._n_coarse, 32, dest,
+            np.array(rows, np.int64), np.empty(len(v), np.int64))
+
+    place()
+    with pytest.raises(ValueError):  # a row that is not there
+        place(rows=(2,))
+    with pytest.raises(ValueError):  # a triangle that is not there
+        place(hint=(len(bank.triangles),))
+    with pytest.raises(ValueError):  # a triangle of a direction that is not there
+        place(triangles=np.full_like(bank.triangles, len(bank.delays)))
     with pytest.raises(ValueError):  # more bins than the spectra hold
-        binaural._native.filters(np.array([[0, 1, 3]]), weights, factors, spectra, 2,
-                                 8, np.empty((1, 2, 17), np.complex64))
+        place(dest=np.zeros((bank._n_coarse * 32 + 1, 2, 2), np.complex64))
+    with pytest.raises(ValueError):  # hints for other directions
+        place(hint=(0, 0))
 
 
 @pytest.mark.parametrize("rows", [1, 3, 4, 63, 64])
