@@ -202,12 +202,13 @@ __attribute__((target("avx2,fma"))) static void decode_frame_avx2(const Batch *b
     decode_samples(p, bytes, t, t_count, x); /* the rest one by one */
 }
 
-/* The outputs in vectors of 8, and the last 4 in a vector of 4 where their count is 4 more
-   than a multiple of 8. */
-__attribute__((target("avx2,fma"))) static void mix_avx2(const Batch *b, float *x)
+/* The outputs in vectors of 8 (v_count of them), and the last 4 in a vector of 4 where their
+   count is 4 more than a multiple of 8 (tail). Inlined with the counts of the common layouts
+   as constants (mix_avx2), so that the accumulators stay in registers. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void mix_avx2_outputs(
+    const Batch *b, float *x, const int v_count, const int tail)
 {
     const int t_count = b->n_tracks, m_count = b->sub_block, o_count = b->n_out;
-    const int v_count = o_count / 8, tail = o_count % 8 != 0;
     f8 acc[ROWS][MAX_OUT_VECTORS];
     f4 acc4[ROWS];
     for (int k = b->k0; k < b->k1; k++) {
@@ -263,6 +264,19 @@ __attribute__((target("avx2,fma"))) static void mix_avx2(const Batch *b, float *
                     memcpy(dst + 8 * v_count, &acc4[r], sizeof(float) * 4);
             }
         }
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void mix_avx2(const Batch *b, float *x)
+{
+    const int v_count = b->n_out / 8, tail = b->n_out % 8 != 0;
+    switch (2 * v_count + tail) { /* up to 20 outputs (9+10+3's 24 take the general loop) */
+    case 1: mix_avx2_outputs(b, x, 0, 1); break; /* 2.0 */
+    case 2: mix_avx2_outputs(b, x, 1, 0); break; /* 5.1, 7.1 */
+    case 3: mix_avx2_outputs(b, x, 1, 1); break; /* 5.1.4, 7.1.4 */
+    case 4: mix_avx2_outputs(b, x, 2, 0); break; /* 9.1.6 */
+    case 5: mix_avx2_outputs(b, x, 2, 1); break;
+    default: mix_avx2_outputs(b, x, v_count, tail);
     }
 }
 #endif
