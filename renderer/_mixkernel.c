@@ -270,12 +270,13 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void mix_avx2_o
 __attribute__((target("avx2,fma"))) static void mix_avx2(const Batch *b, float *x)
 {
     const int v_count = b->n_out / 8, tail = b->n_out % 8 != 0;
-    switch (2 * v_count + tail) { /* up to 20 outputs (9+10+3's 24 take the general loop) */
+    switch (2 * v_count + tail) { /* up to 24 outputs */
     case 1: mix_avx2_outputs(b, x, 0, 1); break; /* 2.0 */
     case 2: mix_avx2_outputs(b, x, 1, 0); break; /* 5.1, 7.1 */
     case 3: mix_avx2_outputs(b, x, 1, 1); break; /* 5.1.4, 7.1.4 */
     case 4: mix_avx2_outputs(b, x, 2, 0); break; /* 9.1.6 */
     case 5: mix_avx2_outputs(b, x, 2, 1); break;
+    case 6: mix_avx2_outputs(b, x, 3, 0); break; /* 9+10+3 */
     default: mix_avx2_outputs(b, x, v_count, tail);
     }
 }

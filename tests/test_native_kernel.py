@@ -91,17 +91,20 @@ def _tables(k_count=2, t_count=3, n_out=8, columns=2):
 
 
 @native
-@pytest.mark.parametrize("n_out", [4, 8, 12, 16])
+@pytest.mark.parametrize("n_out", [4, 8, 12, 16, 20, 24, 28])
 def test_kernel_mixes_a_hand_computed_case(n_out):
-    """Track 1 to output 0 at gain 1; in sub-block 1 a step of +0.5 to output 3 for track 2
-    from frame 2, and a ramp on track 0 to the last output from frame 1 (weight 0.25, +0.25
-    per frame) up to frame 3, weight 1 after it. Outputs in vectors of 8 and of 4."""
+    """Track 1 to output 0 at gain 1 and track 2 to a middle output at 0.75; in sub-block 1 a
+    step of +0.5 to output 3 for track 2 from frame 2, and a ramp on track 0 to the last
+    output from frame 1 (weight 0.25, +0.25 per frame) up to frame 3, weight 1 after it.
+    Outputs in vectors of 8 and of 4."""
     from renderer import _mixkernel
 
     k_count, m, t_count = 2, 4, 3
     last = n_out - 1
     base, track, rel_first, rel_last, p_first, step, delta, counts = _tables(k_count, t_count,
                                                                              n_out)
+    middle = n_out // 2 + 1
+    base[:, 2, middle] = 0.75
     counts[1] = 2
     track[1] = [2, 0]
     rel_first[1] = [2, 1]
@@ -116,6 +119,7 @@ def test_kernel_mixes_a_hand_computed_case(n_out):
                    step, delta, counts, 0, k_count, out)
     expected = np.zeros((k_count * m, n_out), np.float32)
     expected[:, 0] = x[:, 1]
+    expected[:, middle] = 0.75 * x[:, 2]
     expected[m + 2:, 3] += 0.5 * x[m + 2:, 2]
     expected[m:, last] += np.array([0.0, 0.25, 0.5, 1.0]) * x[m:, 0]
     np.testing.assert_array_equal(out, expected)
