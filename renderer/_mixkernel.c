@@ -467,6 +467,295 @@ static PyObject *decode(PyObject *self, PyObject *args)
     return result;
 }
 
+
+/* ---- tables ---------------------------------------------------------------------------
+ *
+ * tables(track, first, last, ramp_start, ramp_step, gains_from, gains_to, start, sub_block,
+ *        n_tracks, width, base_gains, column_track, rel_first, rel_last, p_first, step,
+ *        delta, counts) -> the width needed
+ *
+ * The tables of one batch of K sub-blocks from frame `start` on, as renderer.engine's
+ * Mixer._tables_numpy makes them from the segments overlapping it (S of them: track int32,
+ * first, last int64, ramp_start, ramp_step float64 (S,); gains_from, gains_to float32
+ * (S, O)): the gains at each sub-block's start (of the segments covering it: a ramp's
+ * from-gains; summed in double over a difference array where two segments of a track share
+ * one); the steps inside sub-blocks (each segment's first gains where it starts and its last
+ * gains taken away where it ends, those of a track at one frame summed in double, zero sums
+ * left out), ordered by track and frame; the ramps as a column in each sub-block they touch;
+ * in each sub-block the steps first, then the ramps in the segments' order. Empty segments
+ * add nothing.
+ *
+ * The width needed is the columns of the fullest sub-block rounded up to a power of two (at
+ * least 16). Where it is not `width`, nothing is written: call again with arrays of that
+ * width. Arrays written (C order): base_gains float32 (K, T, P); column_track, rel_first,
+ * rel_last int32 (K, width); p_first, step float32 (K, width); delta float32 (K, width, P);
+ * counts int64 (K,); P >= O outputs, those past O zero (the kernel's padding).
+ */
+
+typedef struct {
+    int64_t key; /* track * frames + frame */
+    int64_t order; /* of the entry: the segments' starts, then their ends */
+    const float *gains;
+    float sign;
+} StepEntry;
+
+static int compare_steps(const void *a, const void *b)
+{
+    const StepEntry *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static inline int64_t floor_div(int64_t a, int64_t m)
+{
+    return a >= 0 ? a / m : -((-a + m - 1) / m);
+}
+
+static inline int64_t clip64(int64_t v, int64_t lo, int64_t hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static PyObject *tables(PyObject *self, PyObject *args)
+{
+    (void)self;
+    enum { TRACK, FIRST, LAST, RAMP_START, RAMP_STEP, FROM, TO, BASE, C_TRACK, REL_FIRST,
+           REL_LAST, P_FIRST, STEP, DELTA, COUNTS, N_ARRAYS };
+    PyObject *objects[N_ARRAYS];
+    long long start_ll;
+    int m, t_count, width;
+    if (!PyArg_ParseTuple(args, "OOOOOOOLiiiOOOOOOOO", &objects[TRACK], &objects[FIRST],
+                          &objects[LAST], &objects[RAMP_START], &objects[RAMP_STEP],
+                          &objects[FROM], &objects[TO], &start_ll, &m, &t_count, &width,
+                          &objects[BASE], &objects[C_TRACK], &objects[REL_FIRST],
+                          &objects[REL_LAST], &objects[P_FIRST], &objects[STEP],
+                          &objects[DELTA], &objects[COUNTS]))
+        return NULL;
+    Py_buffer views[N_ARRAYS];
+    int got = 0;
+    PyObject *result = NULL;
+    StepEntry *entries = NULL;
+    double *sums = NULL;
+    int *cells = NULL;
+    int64_t *step_key = NULL, *ramp_entry = NULL;
+    static const Py_ssize_t item[N_ARRAYS] = {4, 8, 8, 8, 8, 4, 4, 4, 4, 4, 4, 4, 4, 4, 8};
+    for (int j = 0; j < N_ARRAYS; j++) {
+        if (PyObject_GetBuffer(objects[j], &views[j],
+                               PyBUF_C_CONTIGUOUS | (j >= BASE ? PyBUF_WRITABLE : 0)) < 0)
+            goto done;
+        got |= 1 << j;
+        if (views[j].len % item[j]) {
+            PyErr_SetString(PyExc_ValueError, "tables: an array of the wrong type");
+            goto done;
+        }
+    }
+    const int64_t s_count = views[TRACK].len / 4;
+    const int64_t k_count = views[COUNTS].len / 8;
+    const int64_t o_count = s_count ? views[FROM].len / 4 / s_count : 0;
+    const int64_t p_count = k_count && t_count > 0 ? views[BASE].len / 4 / (k_count * t_count)
+                                                   : 0;
+    if (m < 1 || k_count < 1 || t_count < 1 || width < 1 || o_count > p_count ||
+        views[FIRST].len != 8 * s_count || views[LAST].len != 8 * s_count ||
+        views[RAMP_START].len != 8 * s_count || views[RAMP_STEP].len != 8 * s_count ||
+        views[TO].len != views[FROM].len || (s_count && views[FROM].len != 4 * s_count * o_count) ||
+        views[BASE].len != 4 * k_count * t_count * p_count ||
+        views[C_TRACK].len != 4 * k_count * width || views[REL_FIRST].len != views[C_TRACK].len ||
+        views[REL_LAST].len != views[C_TRACK].len || views[P_FIRST].len != views[C_TRACK].len ||
+        views[STEP].len != views[C_TRACK].len ||
+        views[DELTA].len != 4 * k_count * width * p_count) {
+        PyErr_SetString(PyExc_ValueError, "tables: sizes");
+        goto done;
+    }
+    const int32_t *track = views[TRACK].buf;
+    for (int64_t i = 0; i < s_count; i++) {
+        if (track[i] < 0 || track[i] >= t_count) {
+            PyErr_SetString(PyExc_ValueError, "tables: a track out of range");
+            goto done;
+        }
+    }
+    const int64_t *first = views[FIRST].buf, *last = views[LAST].buf;
+    const double *ramp_start = views[RAMP_START].buf, *ramp_step = views[RAMP_STEP].buf;
+    const float *from = views[FROM].buf, *to = views[TO].buf;
+    const int64_t start = start_ll, frames = k_count * m;
+    entries = malloc(sizeof(StepEntry) * (size_t)(2 * s_count) + 1);
+    /* the steps' sums (at most 2 S rows), then the base gains' difference array */
+    const int64_t sum_rows = 2 * s_count > (k_count + 1) * t_count ? 2 * s_count
+                                                                    : (k_count + 1) * t_count;
+    sums = malloc(sizeof(double) * (size_t)(sum_rows * o_count) + 1);
+    cells = calloc((size_t)(k_count * t_count) + 1, sizeof(int));
+    step_key = malloc(sizeof(int64_t) * (size_t)(2 * s_count) + 1);
+    ramp_entry = malloc(sizeof(int64_t) * 2 * (size_t)(s_count * k_count) + 1);
+    if (!entries || !sums || !cells || !step_key || !ramp_entry) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t needed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    float *base = views[BASE].buf;
+    int64_t *counts = views[COUNTS].buf;
+    /* the steps: entries inside sub-blocks, sorted by track and frame (stable) */
+    int64_t n_entries = 0;
+    for (int half = 0; half < 2; half++) {
+        for (int64_t i = 0; i < s_count; i++) {
+            if (last[i] <= first[i])
+                continue;
+            const int64_t at = (half ? last[i] : first[i]) - start;
+            if (at <= 0 || at >= frames || at % m == 0)
+                continue;
+            const int ramp = ramp_step[i] != 0.0;
+            entries[n_entries].key = (int64_t)track[i] * frames + at;
+            entries[n_entries].order = half * s_count + i;
+            entries[n_entries].gains = (half || !ramp ? to : from) + i * o_count;
+            entries[n_entries].sign = half ? -1.0f : 1.0f;
+            n_entries++;
+        }
+    }
+    qsort(entries, (size_t)n_entries, sizeof(StepEntry), compare_steps);
+    /* their sums per (track, frame), kept where not all zero: in `sums` (n_steps, O) */
+    int64_t n_steps = 0;
+    for (int64_t e = 0; e < n_entries;) {
+        double *row = sums + n_steps * o_count;
+        for (int64_t o = 0; o < o_count; o++)
+            row[o] = 0.0;
+        const int64_t key = entries[e].key;
+        for (; e < n_entries && entries[e].key == key; e++)
+            for (int64_t o = 0; o < o_count; o++)
+                row[o] += (double)(entries[e].sign * entries[e].gains[o]);
+        int any = 0;
+        for (int64_t o = 0; o < o_count && !any; o++)
+            any = row[o] != 0.0;
+        if (any)
+            step_key[n_steps++] = key;
+    }
+    /* the ramps' (segment, sub-block) columns, in the segments' order */
+    int64_t n_ramp = 0;
+    for (int64_t i = 0; i < s_count; i++) {
+        const int64_t f = first[i] - start, l = last[i] - start;
+        if (last[i] <= first[i] || ramp_step[i] == 0.0 || f >= frames || l <= 0)
+            continue;
+        const int64_t lo = clip64(floor_div(f, m), 0, k_count - 1);
+        const int64_t hi = clip64(floor_div(l - 1, m), 0, k_count - 1);
+        for (int64_t k = lo; k <= hi; k++) {
+            ramp_entry[2 * n_ramp] = i;
+            ramp_entry[2 * n_ramp + 1] = k;
+            n_ramp++;
+        }
+    }
+    for (int64_t k = 0; k < k_count; k++)
+        counts[k] = 0;
+    for (int64_t j = 0; j < n_steps; j++)
+        counts[(step_key[j] % frames) / m]++;
+    for (int64_t j = 0; j < n_ramp; j++)
+        counts[ramp_entry[2 * j + 1]]++;
+    int64_t fullest = 0;
+    for (int64_t k = 0; k < k_count; k++)
+        fullest = counts[k] > fullest ? counts[k] : fullest;
+    needed = 16;
+    while (needed < fullest)
+        needed *= 2;
+    if (needed == width) {
+        /* the columns: zeros, then the steps and the ramps in their sub-blocks' slots */
+        int32_t *c_track = views[C_TRACK].buf, *rel_first = views[REL_FIRST].buf;
+        int32_t *rel_last = views[REL_LAST].buf;
+        float *p_first = views[P_FIRST].buf, *step = views[STEP].buf, *delta = views[DELTA].buf;
+        memset(c_track, 0, (size_t)views[C_TRACK].len);
+        memset(rel_first, 0, (size_t)views[REL_FIRST].len);
+        memset(rel_last, 0, (size_t)views[REL_LAST].len);
+        memset(p_first, 0, (size_t)views[P_FIRST].len);
+        memset(step, 0, (size_t)views[STEP].len);
+        memset(delta, 0, (size_t)views[DELTA].len);
+        for (int64_t k = 0; k < k_count; k++)
+            counts[k] = 0; /* counted again as the slots fill */
+        for (int64_t j = 0; j < n_steps; j++) {
+            const int64_t at = step_key[j] % frames, k = at / m;
+            const int64_t c = k * width + counts[k]++;
+            c_track[c] = (int32_t)(step_key[j] / frames);
+            rel_first[c] = rel_last[c] = (int32_t)(at % m);
+            p_first[c] = 1.0f;
+            for (int64_t o = 0; o < o_count; o++)
+                delta[c * p_count + o] = (float)sums[j * o_count + o];
+        }
+        for (int64_t j = 0; j < n_ramp; j++) {
+            const int64_t i = ramp_entry[2 * j], k = ramp_entry[2 * j + 1];
+            const int64_t f = first[i] - start, l = last[i] - start;
+            const int64_t c = k * width + counts[k]++;
+            const int64_t r_first = clip64(f - k * m, 0, m), r_last = clip64(l - k * m, 0, m);
+            c_track[c] = track[i];
+            rel_first[c] = (int32_t)r_first;
+            rel_last[c] = (int32_t)r_last;
+            p_first[c] = (float)(ramp_start[i] + (double)(k * m + r_first - f) * ramp_step[i]);
+            step[c] = (float)ramp_step[i];
+            for (int64_t o = 0; o < o_count; o++)
+                delta[c * p_count + o] = to[i * o_count + o] - from[i * o_count + o];
+        }
+        /* the gains at each sub-block's start */
+        memset(base, 0, (size_t)views[BASE].len);
+        int shared = 0;
+        for (int64_t i = 0; i < s_count && !shared; i++) {
+            if (last[i] <= first[i])
+                continue;
+            const int64_t lo = clip64(-floor_div(start - first[i], m), 0, k_count);
+            const int64_t hi = clip64(-floor_div(start - last[i], m), 0, k_count);
+            for (int64_t k = lo; k < hi; k++)
+                if (++cells[k * t_count + track[i]] > 1)
+                    shared = 1;
+        }
+        if (shared)
+            memset(sums, 0, sizeof(double) * (size_t)((k_count + 1) * t_count * o_count));
+        for (int64_t i = 0; i < s_count; i++) { /* each segment's gains, placed or summed */
+            if (last[i] <= first[i])
+                continue;
+            const int64_t lo = clip64(-floor_div(start - first[i], m), 0, k_count);
+            const int64_t hi = clip64(-floor_div(start - last[i], m), 0, k_count);
+            const float *begin = (ramp_step[i] != 0.0 ? from : to) + i * o_count;
+            if (!shared) {
+                for (int64_t k = lo; k < hi; k++)
+                    memcpy(base + (k * t_count + track[i]) * p_count, begin,
+                           sizeof(float) * (size_t)o_count);
+            } else if (hi > lo) {
+                double *row = sums + (lo * t_count + track[i]) * o_count;
+                for (int64_t o = 0; o < o_count; o++)
+                    row[o] += (double)begin[o];
+            }
+        }
+        if (shared) { /* every start added first, then every end taken away, as numpy sums */
+            for (int64_t i = 0; i < s_count; i++) {
+                if (last[i] <= first[i])
+                    continue;
+                const int64_t lo = clip64(-floor_div(start - first[i], m), 0, k_count);
+                const int64_t hi = clip64(-floor_div(start - last[i], m), 0, k_count);
+                if (hi <= lo)
+                    continue;
+                const float *begin = (ramp_step[i] != 0.0 ? from : to) + i * o_count;
+                double *row = sums + (hi * t_count + track[i]) * o_count;
+                for (int64_t o = 0; o < o_count; o++)
+                    row[o] -= (double)begin[o];
+            }
+            for (int64_t k = 1; k < k_count; k++) /* the running sums over sub-blocks */
+                for (int64_t j = 0; j < t_count * o_count; j++)
+                    sums[k * t_count * o_count + j] += sums[(k - 1) * t_count * o_count + j];
+            for (int64_t k = 0; k < k_count; k++)
+                for (int64_t t = 0; t < t_count; t++)
+                    for (int64_t o = 0; o < o_count; o++)
+                        base[(k * t_count + t) * p_count + o] =
+                            (float)sums[(k * t_count + t) * o_count + o];
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromLongLong(needed);
+done:
+    free(entries);
+    free(sums);
+    free(cells);
+    free(step_key);
+    free(ramp_entry);
+    for (int j = 0; j < N_ARRAYS; j++)
+        if (got & (1 << j))
+            PyBuffer_Release(&views[j]);
+    return result;
+}
+
 static int have_avx2 = 0;
 
 static PyObject *vectorised(PyObject *self, PyObject *unused)
@@ -491,6 +780,7 @@ static PyObject *use_vectors(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"mix", mix, METH_VARARGS, "Decode and mix sub-blocks of one batch (see the module)."},
     {"decode", decode, METH_VARARGS, "Decode frames to float32 as the mix does."},
+    {"tables", tables, METH_VARARGS, "The tables of one batch's segments (see the module)."},
     {"vectorised", vectorised, METH_NOARGS, "Whether the AVX2 and FMA products are used."},
     {"use_vectors", use_vectors, METH_VARARGS,
      "Use the AVX2 path where the CPU has it, or not (for tests); returns whether it is."},

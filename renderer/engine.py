@@ -195,6 +195,7 @@ class Mixer:
         self._position = 0  # first frame of the next batch
         self._window = SegmentWindow(self.source, n_outputs)  # the segments playing
         self._pool: ThreadPoolExecutor | None = None
+        self._table_width = 16  # columns of the last batch's tables
 
     def dispatch(self, x: np.ndarray, encoding: str = "float") -> jax.Array | PendingMix:
         """Start mixing the next batch ``x``: float32 (frames, n_tracks) samples, or the
@@ -225,12 +226,9 @@ class Mixer:
         reads ``data``. See the class doc for the result."""
         if not self.native:
             raise ValueError("this mixer does not use the native kernel")
-        tables = self._tables(n)
         width = -(-self.n_outputs // 4) * 4  # the kernel's vectors of 8 (and 4) outputs
+        tables = self._tables(n, width)
         base_gains, delta = tables.base_gains, tables.delta
-        if width != self.n_outputs:
-            pad = ((0, 0), (0, 0), (0, width - self.n_outputs))
-            base_gains, delta = np.pad(base_gains, pad), np.pad(delta, pad)
         out = np.empty((self.frames_per_call, width), np.float32)
         counts = np.ascontiguousarray(tables.counts, np.int64)
         code, _ = _NATIVE_ENCODINGS[encoding]
@@ -269,16 +267,52 @@ class Mixer:
             self._pool.shutdown()
             self._pool = None
 
-    def _tables(self, n: int) -> MixTables:
+    def _tables(self, n: int, outputs: int | None = None) -> MixTables:
         """The tables of the next batch of ``n`` frames; the mixer moves on to the batch
-        after it."""
-        m, k_count = self.sub_block, self.sub_blocks
+        after it. ``outputs``: the gain columns of base_gains and delta, at least
+        ``n_outputs`` (those past it zero: the native kernel's padding). Made in C with the
+        native kernel (``_mixkernel.tables``), else by :meth:`_tables_numpy`."""
         start = self._position
         self._position += n
         # the segments overlapping frames [start, start + n) (the sweep goes forward in time)
         self._window.take(start + n)
         self._window.drop(start)
         segs = self._window.segments
+        outputs = self.n_outputs if outputs is None else outputs
+        if not self.native:
+            tables = self._tables_numpy(segs, start)
+            if outputs == self.n_outputs:
+                return tables
+            pad = ((0, 0), (0, 0), (0, outputs - self.n_outputs))
+            return tables._replace(base_gains=np.pad(tables.base_gains, pad),
+                                   delta=np.pad(tables.delta, pad))
+        return self._tables_native(segs, start, outputs)
+
+    def _tables_native(self, segs: Segments, start: int, outputs: int) -> MixTables:
+        """:meth:`_tables` in C (``_mixkernel.tables``), from the segments ``segs``
+        overlapping the batch that starts at frame ``start``."""
+        k_count, n_tracks = self.sub_blocks, self.n_tracks
+        base_gains = aligned_empty((k_count, n_tracks, outputs), np.float32)
+        counts = np.empty(k_count, np.int64)
+        arguments = [np.ascontiguousarray(getattr(segs, f), dtype) for f, dtype in (
+            ("track", np.int32), ("first", np.int64), ("last", np.int64),
+            ("ramp_start", np.float64), ("ramp_step", np.float64),
+            ("gains_from", np.float32), ("gains_to", np.float32))]
+        width = self._table_width
+        while True:
+            columns = [np.empty((k_count, width), dtype) for dtype in (
+                np.int32, np.int32, np.int32, np.float32, np.float32)]
+            delta = np.empty((k_count, width, outputs), np.float32)
+            needed = _mixkernel.tables(*arguments, start, self.sub_block, n_tracks, width,
+                                       base_gains, *columns, delta, counts)
+            if needed == width:
+                return MixTables(base_gains, *columns, delta, counts)
+            self._table_width = width = needed
+
+    def _tables_numpy(self, segs: Segments, start: int) -> MixTables:
+        """:meth:`_tables` in numpy, from the segments ``segs`` overlapping the batch that
+        starts at frame ``start``."""
+        m, k_count = self.sub_block, self.sub_blocks
         if (segs.last <= segs.first).any():  # an empty segment adds nothing (nor its steps)
             nonempty = segs.last > segs.first
             segs = Segments(*(getattr(segs, f)[nonempty] for f in SEGMENT_FIELDS))

@@ -263,3 +263,84 @@ def _no_segments():
     return Segments(track=np.zeros(0, np.int32), first=np.zeros(0, np.int64),
                     last=np.zeros(0, np.int64), ramp_start=np.zeros(0), ramp_step=np.zeros(0),
                     gains_from=np.zeros((0, 1), np.float32), gains_to=np.zeros((0, 1), np.float32))
+
+
+def _random_segments(rng, n_tracks, n_out, count, span, overlapping=True):
+    """``count`` segments of random tracks over frames [-span/4, span): holds and ramps,
+    some empty, some starting or ending on a sub-block's edge, in no particular order;
+    ``overlapping``: some overlap others of their track (so that two share a sub-block's
+    start), else each track's segments follow each other (as a plan's do)."""
+    from renderer.timing import Segments
+
+    first = rng.integers(-span // 4, span, count)
+    first[::7] -= first[::7] % 8  # on an edge of the sub-blocks of 8 frames
+    length = rng.integers(0, span // 3, count)
+    length[::11] = 0  # empty
+    track = rng.integers(0, n_tracks, count).astype(np.int32)
+    if not overlapping:  # each track's segments end where its next one starts
+        for t in range(n_tracks):
+            mine = np.flatnonzero(track == t)
+            first[mine] = np.sort(first[mine])
+            length[mine] = np.diff(np.append(first[mine], span))
+    ramp = rng.random(count) < 0.5
+    gains_from = rng.standard_normal((count, n_out)).astype(np.float32)
+    gains_to = np.where(ramp[:, None], rng.standard_normal((count, n_out)),
+                        gains_from).astype(np.float32)
+    gains_to[::5, 1] = 0.0
+    step = np.where(ramp, 1.0 / np.maximum(length, 1), 0.0)
+    return Segments(track=track, first=first.astype(np.int64),
+                    last=(first + length).astype(np.int64),
+                    ramp_start=np.where(ramp, rng.random(count) * 0.5, 0.0),
+                    ramp_step=step, gains_from=gains_from, gains_to=gains_to)
+
+
+@native
+@pytest.mark.parametrize("overlapping", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_native_tables_are_the_numpy_tables(seed, overlapping):
+    """The mixing tables made in C equal those made with numpy, value for value, for
+    segments with every case the tables handle (ramps over several sub-blocks, steps inside
+    them, two segments of a track at one sub-block start or not, empty ones, ones outside
+    the batch); the gain columns padded with zeros to the kernel's width."""
+    rng = np.random.default_rng(seed)
+    n_tracks, n_out, m, k_count = 3, 5 if seed % 2 else 8, 8, 6
+    segments = _random_segments(rng, n_tracks, n_out, 40 if seed < 3 else 400, k_count * m,
+                                overlapping)
+    mixer = engine.Mixer(segments, n_out, n_tracks, m, k_count, native=True)
+    for start in (0, 5, -16):
+        width = -(-n_out // 4) * 4
+        numpy_tables = mixer._tables_numpy(segments, start)
+        native_tables = mixer._tables_native(segments, start, width)
+        pad = ((0, 0), (0, 0), (0, width - n_out))
+        for name in engine.MixTables._fields:
+            expected = getattr(numpy_tables, name)
+            if name in ("base_gains", "delta"):
+                expected = np.pad(expected, pad)
+            got = getattr(native_tables, name)
+            assert got.shape == expected.shape, name
+            np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+@native
+def test_native_tables_check_their_arguments():
+    from renderer import _mixkernel
+
+    segments = _random_segments(np.random.default_rng(0), 3, 4, 10, 48, overlapping=False)
+    fields = [segments.track, segments.first, segments.last, segments.ramp_start,
+              segments.ramp_step, segments.gains_from, segments.gains_to]
+
+    def tables(fields=fields, n_tracks=3, width=16, outputs=4):
+        columns = [np.empty((6, width), d) for d in (np.int32,) * 3 + (np.float32,) * 2]
+        return _mixkernel.tables(*fields, 0, 8, n_tracks, width,
+                                 np.empty((6, n_tracks, outputs), np.float32), *columns,
+                                 np.empty((6, width, outputs), np.float32),
+                                 np.empty(6, np.int64))
+
+    assert tables() == 16
+    assert tables(width=32) == 16  # the width needed, nothing written
+    with pytest.raises(ValueError):  # a track past the tracks mixed
+        tables(n_tracks=2)
+    with pytest.raises(ValueError):  # fewer gain columns than the segments have
+        tables(outputs=3)
+    with pytest.raises(ValueError):  # ends for other segments
+        tables(fields[:2] + [fields[2][:-1]] + fields[3:])
