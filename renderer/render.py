@@ -9,6 +9,7 @@ filters), gain, peak and loudness meters and writer.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -113,8 +114,8 @@ def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
     with ``fix_block_timing`` repaired) as :func:`adm.timing_fixes.check_block_timing` does,
     and muted by importance; each channel's blocks can be dropped once its items are used.
     ``channel_ids``: read only these audioChannelFormats (default: every one played).
-    ``read_already``: channels read ahead (:func:`renderer.workers.read_ahead`), taken from
-    it, in document order, when it holds every one wanted; otherwise they are read here."""
+    ``read_already``: channels read ahead (:func:`renderer.workers.read_ahead`): those it
+    holds are taken from it (first, in document order), the others read here."""
     from adm.xml import iter_channel_formats
 
     by_channel: dict[str, list[int]] = {}
@@ -132,12 +133,12 @@ def stream_object_channels(reader: Bw64Reader, doc: AdmDocument, items, *,
             for played in object_channel_formats(doc, obj):
                 timed.setdefault(played.id, []).append(obj)
     region = reader.axml_region()
-    if read_already and all(cid in read_already for cid in by_channel):
-        channels: Iterable[AudioChannelFormat] = [
-            read_already[c.id] for c in doc.channel_formats if c.id in by_channel]
-    else:
-        channels = iter_channel_formats(region, set(by_channel), source=str(reader.path),
-                                        strict=strict)
+    ahead = read_already or {}
+    missing = {cid for cid in by_channel if cid not in ahead}
+    channels: Iterable[AudioChannelFormat] = itertools.chain(
+        [ahead[c.id] for c in doc.channel_formats if c.id in by_channel and c.id in ahead],
+        iter_channel_formats(region, missing, source=str(reader.path), strict=strict)
+        if missing else ())
     for channel in channels:
         indices = by_channel.pop(channel.id, None)
         if indices is None:
@@ -634,8 +635,11 @@ def render_outputs(
             their_channels = set(order) - own_channels
             ahead_share = {cid for cid in order if cid in (read_already or ())}
             if 3 * len(ahead_share) >= len(order) and len(ahead_share) < len(order):
-                # the channels read ahead are planned there (no XML to read), the rest here
-                their_channels = ahead_share
+                # the channels read ahead are planned there (no XML to read), and a third
+                # of the rest, whose XML it reads while this process configures the outputs
+                # (the planning of the beds starts JAX here too); the rest here
+                rest = [cid for cid in order if cid not in ahead_share]
+                their_channels = ahead_share | set(rest[2::3])
                 own_channels = set(order) - their_channels
             their_spool = spools.enter_context(SegmentSpool())
 
