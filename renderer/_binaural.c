@@ -6,7 +6,7 @@
  *       tri)
  *
  * The interpolated HRTF filter of each direction q (unit vector v[q]) written into row
- * rows[q] of the convolution's filters dest[k, rows[q], e], as _FilterBank.filters computes
+ * rows[q] of the convolution's filters dest[rows[q], e, k], as _FilterBank.filters computes
  * it with numpy:
  * - the barycentric weights w = v[q] @ inverses[t] in the triangle t = hint[q], or, where one
  *   of them is below -1e-9, in the triangle whose smallest weight is largest (all searched);
@@ -17,23 +17,23 @@
  *   factors of fine * c and of f, two tables each made by a recurrence in double from its
  *   step (its phase in turns reduced to [-1/2, 1/2], then its sine and cosine), then
  *   rounded to float;
- * - dest[k, rows[q], e] = (sum_i w_i spectra[triangles[t, i], e, k]) * factor(fine * c)
- *   * factor(f), for the bins k < B (dest's first axis).
+ * - dest[rows[q], e, k] = (sum_i w_i spectra[triangles[t, i], e, k]) * factor(fine * c)
+ *   * factor(f), for the bins k < B (dest's last axis).
  *
  * Shapes (C order): v float64 (Q, 3); hint, rows, tri int64 (Q,); inverses float64 (T, 3, 3);
  * triangles int64 (T, 3); delays float64 (D, 2); spectra float32 (D, 2 * 2 * n_coarse * fine):
  * each ear's delay-free spectrum, re and im interleaved, zero past bin B; dest complex64
- * (B, R, 2), B <= n_coarse * fine. The filters are written fine bins at a time for all
- * directions, so that rows next to each other fill the same cache lines; with AVX2 and FMA,
- * four bins of both ears at a time.
+ * (R, 2, B), B <= n_coarse * fine: each filter is one contiguous row, written four bins at a
+ * time with AVX2 and FMA.
  *
  * products(spectra, filters, out)
  *
- * out[b, k, e] = sum_r spectra[b, k, r] * filters[b, r, e]: every hop's output spectrum, per
- * bin b, summed over the rows r (sources) of the convolution. complex64 arrays of shapes
- * (B, K, R), (B, R, 2) and (B, K, 2), any strides on their first axes, the rows of a
- * spectrum and the (rows, ears) of a filter contiguous. Where the CPU has AVX2 and FMA, four
- * rows at a time in 256-bit vectors (use_vectors(False) turns this off, for the tests).
+ * out[k, e, b] = sum_r spectra[r, k, b] * filters[r, e, b]: every hop's output spectrum,
+ * bin by bin, summed over the rows r (sources) of the convolution. complex64 arrays of
+ * shapes (R, K, B), (R, 2, B) and (K, 2, B) (written), any strides on their first two axes,
+ * their bins contiguous. The sums are taken CHUNK bins at a time over every row (they stay in
+ * the cache); where the CPU has AVX2 and FMA, four bins at a time (use_vectors(False) turns
+ * this off, for the tests).
  *
  * The interpreter's lock is released while they run.
  */
@@ -58,7 +58,7 @@ typedef struct {
     const float *spectra;
     int64_t *tri;
     float *dest;
-    Py_ssize_t q_count, t_count, bins, r_count, n_coarse, fine;
+    Py_ssize_t q_count, t_count, bins, n_coarse, fine;
     double fft_size;
 } Place;
 
@@ -139,24 +139,26 @@ static void direction_terms(const Place *p, Py_ssize_t q, float *weights, int64_
     }
 }
 
+/* The filters of directions [q0, q1): row rows[q] of dest (R, 2, B), one ear after the other,
+   bin after bin. */
 static void place_filters_plain(const Place *p, const float *weights, const int64_t *index,
-                          const float *factors)
+                                const float *factors)
 {
     const Py_ssize_t row = p->n_coarse * p->fine; /* complex values of one ear's spectrum */
     const Py_ssize_t n_factors = p->n_coarse + p->fine;
-    for (Py_ssize_t c = 0; c < p->n_coarse; c++) {
-        const Py_ssize_t k0 = c * p->fine;
-        const Py_ssize_t k1 = k0 + p->fine < p->bins ? k0 + p->fine : p->bins;
-        for (Py_ssize_t q = 0; q < p->q_count; q++) {
-            const float w0 = weights[3 * q], w1 = weights[3 * q + 1], w2 = weights[3 * q + 2];
-            float *out = p->dest + 4 * p->rows[q];
-            for (int e = 0; e < 2; e++) {
-                const float *a0 = p->spectra + 2 * (index[3 * q] * 2 + e) * row;
-                const float *a1 = p->spectra + 2 * (index[3 * q + 1] * 2 + e) * row;
-                const float *a2 = p->spectra + 2 * (index[3 * q + 2] * 2 + e) * row;
-                const float *coarse = factors + 2 * (q * 2 + e) * n_factors;
-                const float *fine_factor = coarse + 2 * p->n_coarse;
+    for (Py_ssize_t q = 0; q < p->q_count; q++) {
+        const float w0 = weights[3 * q], w1 = weights[3 * q + 1], w2 = weights[3 * q + 2];
+        for (int e = 0; e < 2; e++) {
+            const float *a0 = p->spectra + 2 * (index[3 * q] * 2 + e) * row;
+            const float *a1 = p->spectra + 2 * (index[3 * q + 1] * 2 + e) * row;
+            const float *a2 = p->spectra + 2 * (index[3 * q + 2] * 2 + e) * row;
+            const float *coarse = factors + 2 * (q * 2 + e) * n_factors;
+            const float *fine_factor = coarse + 2 * p->n_coarse;
+            float *h = p->dest + 2 * (p->rows[q] * 2 + e) * p->bins;
+            for (Py_ssize_t c = 0; c < p->n_coarse; c++) {
                 const float cr = coarse[2 * c], ci = coarse[2 * c + 1];
+                const Py_ssize_t k0 = c * p->fine;
+                const Py_ssize_t k1 = k0 + p->fine < p->bins ? k0 + p->fine : p->bins;
                 for (Py_ssize_t k = k0; k < k1; k++) {
                     float re = w0 * a0[2 * k];
                     float im = w0 * a0[2 * k + 1];
@@ -167,9 +169,8 @@ static void place_filters_plain(const Place *p, const float *weights, const int6
                     const float r1 = re * cr - im * ci, i1 = re * ci + im * cr;
                     const float fr = fine_factor[2 * (k - k0)];
                     const float fi = fine_factor[2 * (k - k0) + 1];
-                    float *h = out + 4 * k * p->r_count + 2 * e;
-                    h[0] = r1 * fr - i1 * fi;
-                    h[1] = r1 * fi + i1 * fr;
+                    h[2 * k] = r1 * fr - i1 * fi;
+                    h[2 * k + 1] = r1 * fi + i1 * fr;
                 }
             }
         }
@@ -188,65 +189,49 @@ __attribute__((target("avx2,fma"))) static inline __m256 complex_times(__m256 x,
                               _mm256_mul_ps(swapped, _mm256_movehdup_ps(y)));
 }
 
-/* place_filters_plain four bins at a time: both ears of a bin stored together (16 bytes) */
+/* place_filters_plain four bins at a time (the last bins of a row one by one) */
 __attribute__((target("avx2,fma"))) static void place_filters_avx2(
     const Place *p, const float *weights, const int64_t *index, const float *factors)
 {
     const Py_ssize_t row = p->n_coarse * p->fine;
     const Py_ssize_t n_factors = p->n_coarse + p->fine;
-    const Py_ssize_t bin_stride = 4 * p->r_count; /* floats from one bin's row to the next */
-    for (Py_ssize_t c = 0; c < p->n_coarse; c++) {
-        const Py_ssize_t k0 = c * p->fine;
-        const Py_ssize_t k1 = k0 + p->fine < p->bins ? k0 + p->fine : p->bins;
-        for (Py_ssize_t q = 0; q < p->q_count; q++) {
-            const __m256 w0 = _mm256_set1_ps(weights[3 * q]);
-            const __m256 w1 = _mm256_set1_ps(weights[3 * q + 1]);
-            const __m256 w2 = _mm256_set1_ps(weights[3 * q + 2]);
-            const float *a[2][3], *fine_factor[2];
-            __m256 coarse[2];
-            for (int e = 0; e < 2; e++) {
-                for (int i = 0; i < 3; i++)
-                    a[e][i] = p->spectra + 2 * (index[3 * q + i] * 2 + e) * row;
-                const float *ear = factors + 2 * (q * 2 + e) * n_factors;
-                coarse[e] = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)(ear + 2 * c)));
-                fine_factor[e] = ear + 2 * p->n_coarse - 2 * k0;
-            }
-            float *out = p->dest + 4 * p->rows[q];
-            Py_ssize_t k = k0;
-            for (; k + 4 <= k1; k += 4) {
-                __m256 ear[2];
-                for (int e = 0; e < 2; e++) {
-                    __m256 sum = _mm256_mul_ps(w0, _mm256_loadu_ps(a[e][0] + 2 * k));
-                    sum = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a[e][1] + 2 * k), sum);
-                    sum = _mm256_fmadd_ps(w2, _mm256_loadu_ps(a[e][2] + 2 * k), sum);
-                    ear[e] = complex_times(complex_times(sum, coarse[e]),
-                                           _mm256_loadu_ps(fine_factor[e] + 2 * k));
+    for (Py_ssize_t q = 0; q < p->q_count; q++) {
+        const float *w = weights + 3 * q;
+        const __m256 w0 = _mm256_set1_ps(w[0]), w1 = _mm256_set1_ps(w[1]);
+        const __m256 w2 = _mm256_set1_ps(w[2]);
+        for (int e = 0; e < 2; e++) {
+            const float *a0 = p->spectra + 2 * (index[3 * q] * 2 + e) * row;
+            const float *a1 = p->spectra + 2 * (index[3 * q + 1] * 2 + e) * row;
+            const float *a2 = p->spectra + 2 * (index[3 * q + 2] * 2 + e) * row;
+            const float *coarse = factors + 2 * (q * 2 + e) * n_factors;
+            const float *fine_factor = coarse + 2 * p->n_coarse;
+            float *h = p->dest + 2 * (p->rows[q] * 2 + e) * p->bins;
+            for (Py_ssize_t c = 0; c < p->n_coarse; c++) {
+                const Py_ssize_t k0 = c * p->fine;
+                const Py_ssize_t k1 = k0 + p->fine < p->bins ? k0 + p->fine : p->bins;
+                const __m256 factor = _mm256_castpd_ps(
+                    _mm256_broadcast_sd((const double *)(coarse + 2 * c)));
+                Py_ssize_t k = k0;
+                for (; k + 4 <= k1; k += 4) {
+                    __m256 sum = _mm256_mul_ps(w0, _mm256_loadu_ps(a0 + 2 * k));
+                    sum = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a1 + 2 * k), sum);
+                    sum = _mm256_fmadd_ps(w2, _mm256_loadu_ps(a2 + 2 * k), sum);
+                    _mm256_storeu_ps(h + 2 * k, complex_times(
+                        complex_times(sum, factor),
+                        _mm256_loadu_ps(fine_factor + 2 * (k - k0))));
                 }
-                /* (left k, right k, left k + 2, right k + 2), then k + 1 and k + 3 */
-                const __m256d even = _mm256_unpacklo_pd(_mm256_castps_pd(ear[0]),
-                                                        _mm256_castps_pd(ear[1]));
-                const __m256d odd = _mm256_unpackhi_pd(_mm256_castps_pd(ear[0]),
-                                                       _mm256_castps_pd(ear[1]));
-                float *h = out + k * bin_stride;
-                _mm_storeu_ps(h, _mm256_castps256_ps128(_mm256_castpd_ps(even)));
-                _mm_storeu_ps(h + bin_stride, _mm256_castps256_ps128(_mm256_castpd_ps(odd)));
-                _mm_storeu_ps(h + 2 * bin_stride, _mm256_extractf128_ps(_mm256_castpd_ps(even), 1));
-                _mm_storeu_ps(h + 3 * bin_stride, _mm256_extractf128_ps(_mm256_castpd_ps(odd), 1));
-            }
-            for (; k < k1; k++) {
-                for (int e = 0; e < 2; e++) {
-                    const float *w = weights + 3 * q;
-                    float re = w[0] * a[e][0][2 * k], im = w[0] * a[e][0][2 * k + 1];
-                    re += w[1] * a[e][1][2 * k];
-                    im += w[1] * a[e][1][2 * k + 1];
-                    re += w[2] * a[e][2][2 * k];
-                    im += w[2] * a[e][2][2 * k + 1];
-                    const float *cf = factors + 2 * (q * 2 + e) * n_factors + 2 * c;
-                    const float r1 = re * cf[0] - im * cf[1], i1 = re * cf[1] + im * cf[0];
-                    const float fr = fine_factor[e][2 * k], fi = fine_factor[e][2 * k + 1];
-                    float *h = out + k * bin_stride + 2 * e;
-                    h[0] = r1 * fr - i1 * fi;
-                    h[1] = r1 * fi + i1 * fr;
+                const float cr = coarse[2 * c], ci = coarse[2 * c + 1];
+                for (; k < k1; k++) {
+                    float re = w[0] * a0[2 * k], im = w[0] * a0[2 * k + 1];
+                    re += w[1] * a1[2 * k];
+                    im += w[1] * a1[2 * k + 1];
+                    re += w[2] * a2[2 * k];
+                    im += w[2] * a2[2 * k + 1];
+                    const float r1 = re * cr - im * ci, i1 = re * ci + im * cr;
+                    const float fr = fine_factor[2 * (k - k0)];
+                    const float fi = fine_factor[2 * (k - k0) + 1];
+                    h[2 * k] = r1 * fr - i1 * fi;
+                    h[2 * k + 1] = r1 * fi + i1 * fr;
                 }
             }
         }
@@ -287,15 +272,15 @@ static PyObject *place(PyObject *self, PyObject *args)
     const Py_ssize_t t_count = views[INVERSES].len / 72;
     const Py_ssize_t d_count = views[DELAYS].len / 16;
     const Py_ssize_t row = n_coarse * fine;
-    if (fine < 1 || n_coarse < 1 || views[DEST].ndim != 3 || views[DEST].shape[2] != 2 ||
-        views[DEST].shape[0] > row || views[HINT].len != q_count * 8 ||
+    if (fine < 1 || n_coarse < 1 || views[DEST].ndim != 3 || views[DEST].shape[1] != 2 ||
+        views[DEST].shape[2] > row || views[HINT].len != q_count * 8 ||
         views[ROWS].len != q_count * 8 || views[TRI].len != q_count * 8 ||
         views[TRIANGLES].len != t_count * 24 ||
         views[SPECTRA].len != d_count * 2 * 2 * row * 4 || !(fft_size > 0)) {
         PyErr_SetString(PyExc_ValueError, "place: sizes");
         goto done;
     }
-    const Py_ssize_t r_count = views[DEST].shape[1];
+    const Py_ssize_t r_count = views[DEST].shape[0];
     const int64_t *hint = views[HINT].buf, *triangles = views[TRIANGLES].buf;
     const int64_t *rows = views[ROWS].buf;
     for (Py_ssize_t q = 0; q < q_count; q++) {
@@ -320,7 +305,7 @@ static PyObject *place(PyObject *self, PyObject *args)
         .v = views[V].buf, .inverses = views[INVERSES].buf, .delays = views[DELAYS].buf,
         .hint = hint, .triangles = triangles, .rows = rows, .spectra = views[SPECTRA].buf,
         .tri = views[TRI].buf, .dest = views[DEST].buf, .q_count = q_count,
-        .t_count = t_count, .bins = views[DEST].shape[0], .r_count = r_count,
+        .t_count = t_count, .bins = views[DEST].shape[2],
         .n_coarse = n_coarse, .fine = fine, .fft_size = fft_size,
     };
     int64_t *index = (int64_t *)scratch; /* 3 per direction, 6 floats' room */
@@ -351,77 +336,83 @@ done:
 typedef struct {
     const float *x, *h; /* spectra, filters: re, im interleaved */
     float *out;
-    Py_ssize_t bins, hops, rows;
-    Py_ssize_t x_bin, x_hop, h_bin, out_bin, out_hop; /* strides, in floats */
+    Py_ssize_t rows, hops, bins;
+    Py_ssize_t x_row, x_hop, h_row, h_ear, out_hop, out_ear; /* strides, in floats */
 } Products;
+
+#define CHUNK 64 /* bins summed over every row at a time: the sums stay in the cache */
 
 static void products_plain(const Products *p)
 {
-    for (Py_ssize_t b = 0; b < p->bins; b++) {
-        const float *h = p->h + b * p->h_bin;
-        for (Py_ssize_t k = 0; k < p->hops; k++) {
-            const float *x = p->x + b * p->x_bin + k * p->x_hop;
-            float l_re = 0.0f, l_im = 0.0f, r_re = 0.0f, r_im = 0.0f;
-            for (Py_ssize_t r = 0; r < p->rows; r++) {
-                const float xr = x[2 * r], xi = x[2 * r + 1];
-                const float *hr = h + 4 * r; /* left re, im, right re, im */
-                l_re += xr * hr[0] - xi * hr[1];
-                l_im += xr * hr[1] + xi * hr[0];
-                r_re += xr * hr[2] - xi * hr[3];
-                r_im += xr * hr[3] + xi * hr[2];
+    for (Py_ssize_t k = 0; k < p->hops; k++)
+        for (int e = 0; e < 2; e++)
+            memset(p->out + k * p->out_hop + e * p->out_ear, 0, sizeof(float) * 2 * p->bins);
+    for (Py_ssize_t b0 = 0; b0 < p->bins; b0 += CHUNK) {
+        const Py_ssize_t b1 = b0 + CHUNK < p->bins ? b0 + CHUNK : p->bins;
+        for (Py_ssize_t r = 0; r < p->rows; r++) {
+            for (Py_ssize_t k = 0; k < p->hops; k++) {
+                const float *x = p->x + r * p->x_row + k * p->x_hop;
+                for (int e = 0; e < 2; e++) {
+                    const float *h = p->h + r * p->h_row + e * p->h_ear;
+                    float *o = p->out + k * p->out_hop + e * p->out_ear;
+                    for (Py_ssize_t b = b0; b < b1; b++) {
+                        const float xr = x[2 * b], xi = x[2 * b + 1];
+                        const float hr = h[2 * b], hi = h[2 * b + 1];
+                        o[2 * b] += xr * hr - xi * hi;
+                        o[2 * b + 1] += xr * hi + xi * hr;
+                    }
+                }
             }
-            float *o = p->out + b * p->out_bin + k * p->out_hop;
-            o[0] = l_re, o[1] = l_im, o[2] = r_re, o[3] = r_im;
         }
     }
 }
 
 #ifdef HAVE_AVX2_PATH
+/* products_plain four bins at a time, each filter's re and im spread once for all hops */
 __attribute__((target("avx2,fma"))) static void products_avx2(const Products *p)
 {
-    const Py_ssize_t whole = p->rows & ~(Py_ssize_t)3;
-    for (Py_ssize_t b = 0; b < p->bins; b++) {
-        const float *h = p->h + b * p->h_bin;
-        for (Py_ssize_t k = 0; k < p->hops; k++) {
-            const float *x = p->x + b * p->x_bin + k * p->x_hop;
-            /* lanes: (row 2i: left, right), (row 2i + 1: left, right) as complex pairs;
-             * "real" the sums of x * re(h), "swapped" of (im x, re x) * im(h) */
-            __m256 real_a = _mm256_setzero_ps(), swapped_a = _mm256_setzero_ps();
-            __m256 real_b = _mm256_setzero_ps(), swapped_b = _mm256_setzero_ps();
-            for (Py_ssize_t r = 0; r < whole; r += 4) {
-                const __m256d four = _mm256_castps_pd(_mm256_loadu_ps(x + 2 * r));
-                const __m256 x01 = _mm256_castpd_ps(_mm256_permute4x64_pd(four, 0x50));
-                const __m256 x23 = _mm256_castpd_ps(_mm256_permute4x64_pd(four, 0xFA));
-                const __m256 h01 = _mm256_loadu_ps(h + 4 * r);
-                const __m256 h23 = _mm256_loadu_ps(h + 4 * r + 8);
-                real_a = _mm256_fmadd_ps(x01, _mm256_moveldup_ps(h01), real_a);
-                swapped_a = _mm256_fmadd_ps(_mm256_permute_ps(x01, 0xB1),
-                                            _mm256_movehdup_ps(h01), swapped_a);
-                real_b = _mm256_fmadd_ps(x23, _mm256_moveldup_ps(h23), real_b);
-                swapped_b = _mm256_fmadd_ps(_mm256_permute_ps(x23, 0xB1),
-                                            _mm256_movehdup_ps(h23), swapped_b);
+    for (Py_ssize_t k = 0; k < p->hops; k++)
+        for (int e = 0; e < 2; e++)
+            memset(p->out + k * p->out_hop + e * p->out_ear, 0, sizeof(float) * 2 * p->bins);
+    const Py_ssize_t whole = p->bins & ~(Py_ssize_t)3;
+    for (Py_ssize_t b0 = 0; b0 < whole; b0 += CHUNK) {
+        const Py_ssize_t b1 = b0 + CHUNK < whole ? b0 + CHUNK : whole;
+        for (Py_ssize_t r = 0; r < p->rows; r++) {
+            const float *h0 = p->h + r * p->h_row, *h1 = h0 + p->h_ear;
+            for (Py_ssize_t b = b0; b < b1; b += 4) {
+                const __m256 left = _mm256_loadu_ps(h0 + 2 * b);
+                const __m256 right = _mm256_loadu_ps(h1 + 2 * b);
+                const __m256 left_re = _mm256_moveldup_ps(left);
+                const __m256 left_im = _mm256_movehdup_ps(left);
+                const __m256 right_re = _mm256_moveldup_ps(right);
+                const __m256 right_im = _mm256_movehdup_ps(right);
+                for (Py_ssize_t k = 0; k < p->hops; k++) {
+                    const __m256 x = _mm256_loadu_ps(p->x + r * p->x_row + k * p->x_hop + 2 * b);
+                    const __m256 swapped = _mm256_permute_ps(x, 0xB1); /* (im, re) */
+                    float *o = p->out + k * p->out_hop + 2 * b;
+                    /* re = re x re h - im x im h, im = im x re h + re x im h */
+                    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), _mm256_fmaddsub_ps(
+                        x, left_re, _mm256_mul_ps(swapped, left_im))));
+                    float *o1 = o + p->out_ear;
+                    _mm256_storeu_ps(o1, _mm256_add_ps(_mm256_loadu_ps(o1), _mm256_fmaddsub_ps(
+                        x, right_re, _mm256_mul_ps(swapped, right_im))));
+                }
             }
-            /* re = re x re h - im x im h, im = im x re h + re x im h */
-            const __m256 sum = _mm256_addsub_ps(_mm256_add_ps(real_a, real_b),
-                                                _mm256_add_ps(swapped_a, swapped_b));
-            float lanes[4];
-            _mm_storeu_ps(lanes, _mm_add_ps(_mm256_castps256_ps128(sum),
-                                            _mm256_extractf128_ps(sum, 1)));
-            for (Py_ssize_t r = whole; r < p->rows; r++) {
-                const float xr = x[2 * r], xi = x[2 * r + 1];
-                const float *hr = h + 4 * r;
-                lanes[0] += xr * hr[0] - xi * hr[1];
-                lanes[1] += xr * hr[1] + xi * hr[0];
-                lanes[2] += xr * hr[2] - xi * hr[3];
-                lanes[3] += xr * hr[3] + xi * hr[2];
-            }
-            float *o = p->out + b * p->out_bin + k * p->out_hop;
-            o[0] = lanes[0], o[1] = lanes[1], o[2] = lanes[2], o[3] = lanes[3];
         }
     }
+    for (Py_ssize_t r = 0; r < p->rows; r++) /* the last bins, one by one */
+        for (Py_ssize_t k = 0; k < p->hops; k++)
+            for (int e = 0; e < 2; e++) {
+                const float *x = p->x + r * p->x_row + k * p->x_hop;
+                const float *h = p->h + r * p->h_row + e * p->h_ear;
+                float *o = p->out + k * p->out_hop + e * p->out_ear;
+                for (Py_ssize_t b = whole; b < p->bins; b++) {
+                    o[2 * b] += x[2 * b] * h[2 * b] - x[2 * b + 1] * h[2 * b + 1];
+                    o[2 * b + 1] += x[2 * b] * h[2 * b + 1] + x[2 * b + 1] * h[2 * b];
+                }
+            }
 }
 #endif
-
 
 /* A complex64 array of three axes: its shape and strides (in floats) into `shape` and
  * `strides`; the last axis contiguous (and, with `pair`, the middle one of two values). */
@@ -469,18 +460,17 @@ static PyObject *products(PyObject *self, PyObject *args)
         if (complex_axes(&views[j], names[j], shape[j], strides[j]) < 0)
             goto done;
     }
-    if (shape[1][0] != shape[0][0] || shape[2][0] != shape[0][0] ||
-        shape[1][1] != shape[0][2] || shape[2][1] != shape[0][1] || shape[1][2] != 2 ||
-        shape[2][2] != 2 || strides[1][1] != 4) {
-        PyErr_SetString(PyExc_ValueError, "products: shapes (B, K, R), (B, R, 2) and "
-                        "(B, K, 2) expected, the filters' rows and ears contiguous");
+    if (shape[1][0] != shape[0][0] || shape[1][1] != 2 || shape[1][2] != shape[0][2] ||
+        shape[2][0] != shape[0][1] || shape[2][1] != 2 || shape[2][2] != shape[0][2]) {
+        PyErr_SetString(PyExc_ValueError, "products: shapes (R, K, B), (R, 2, B) and "
+                        "(K, 2, B) expected");
         goto done;
     }
     Products p = {
         .x = views[0].buf, .h = views[1].buf, .out = views[2].buf,
-        .bins = shape[0][0], .hops = shape[0][1], .rows = shape[0][2],
-        .x_bin = strides[0][0], .x_hop = strides[0][1], .h_bin = strides[1][0],
-        .out_bin = strides[2][0], .out_hop = strides[2][1],
+        .rows = shape[0][0], .hops = shape[0][1], .bins = shape[0][2],
+        .x_row = strides[0][0], .x_hop = strides[0][1], .h_row = strides[1][0],
+        .h_ear = strides[1][1], .out_hop = strides[2][0], .out_ear = strides[2][1],
     };
     Py_BEGIN_ALLOW_THREADS
 #ifdef HAVE_AVX2_PATH

@@ -31,19 +31,20 @@ impulse at sample 0 passes the input unchanged, so the output is time-aligned wi
 
 Convolution is overlap-save with an FFT of ``N`` points (at least 2048 and twice the filter
 length ``L``) and a hop of ``M = N - L + 1`` samples (1481 for the default set at 48 kHz), all
-rows at once: spectra laid out (bins, hops, rows) and filters (bins, rows, ears), so the sum
-over sources is one batched matrix product per bin. Gains (block gain, audioObject gain, the
-start and end of objects) are applied to the source signals sample by sample with the speaker
-renderer's block timing. Directions are followed every ``round(4096 / M)`` hops (3 hops, 93 ms,
-at 48 kHz with the default set; about the block rate of exported Atmos masters), taken at the
-end of that hop; the hop is computed with the previous and the new filters and crossfaded
-linearly, so moving sources do not click. Only sources whose direction changed get a new
-filter, and a source that is silent points at the direction of its next block, so its filter
-is ready when it starts; a source without gain over a whole call of the stage skips its
-updates and gets its filter when it is heard again (its row adds exact zeros meanwhile, and
-is left out of the FFTs and products where a quarter or more of its row group is silent). The
-convolution runs with numpy and scipy's threaded FFTs on a CPU host, its rows in groups in
-parallel threads, and with the same operations in JAX on an accelerator
+rows at once: the source signals laid out (rows, frames), so that each window's FFT reads
+contiguous samples, their spectra (rows, hops, bins) and the filters (rows, ears, bins), so
+that a filter update writes one contiguous row; the sum over sources is taken bin by bin. Gains
+(block gain, audioObject gain, the start and end of objects) are applied to the source signals
+sample by sample with the speaker renderer's block timing. Directions are followed every
+``round(4096 / M)`` hops (3 hops, 93 ms, at 48 kHz with the default set; about the block rate
+of exported Atmos masters), taken at the end of that hop; the hop is computed with the previous
+and the new filters and crossfaded linearly, so moving sources do not click. Only sources whose
+direction changed get a new filter, and a source that is silent points at the direction of its
+next block, so its filter is ready when it starts; a source without gain over a whole call of
+the stage skips its updates and gets its filter when it is heard again (its row adds exact
+zeros meanwhile, and is left out of the FFTs and products where a quarter or more of its row
+group is silent). The convolution runs with numpy and scipy's threaded FFTs on a CPU host, its
+rows in groups in parallel threads, and with the same operations in JAX on an accelerator
 (:meth:`BinauralSetup.stage`'s ``backend``).
 
 Memory does not grow with the file's length or its number of blocks: the per-track sources'
@@ -115,7 +116,6 @@ _MIN_FFT = 2048
 _FINE = 32  # phase factors: exp(-j w k d) with k = FINE * c + f, from two short tables
 _UPDATE_SAMPLES = 4096  # directions are followed about this often (85 ms at 48 kHz)
 _MAX_ROW_GROUPS = 4  # rows convolved in at most this many threads
-_MATVEC = getattr(np, "matvec", None)  # numpy 2.2 on
 
 try:  # the filter construction and the products in C, where the package was built with them
     from renderer import _binaural as _native
@@ -324,8 +324,8 @@ class _FilterBank:
         """Filters (Q, 2, B) complex64 of unit vectors ``v`` (Q, 3) and their triangles:
         ``sum_i w_i A_i(k) exp(-j 2 pi k d / N)``, ``d = sum_i w_i d_i`` per ear."""
         if _native is not None:
-            dest = np.empty((self.bins, len(v), 2), np.complex64)
-            return dest.transpose(1, 2, 0), self.place(v, hint, dest, np.arange(len(v)))
+            dest = np.empty((len(v), 2, self.bins), np.complex64)
+            return dest, self.place(v, hint, dest, np.arange(len(v)))
         w, tri = self.weights(v, hint)
         index = self.triangles[tri]                                   # (Q, 3)
         delay = np.einsum("qi,qie->qe", w, self.delays[index])       # (Q, 2)
@@ -354,16 +354,16 @@ class _FilterBank:
     def place(self, v: np.ndarray, hint: np.ndarray, dest: np.ndarray,
               rows: np.ndarray | slice) -> np.ndarray:
         """The filters of unit vectors ``v`` (Q, 3) (see :meth:`filters`; ``hint`` (Q,) the
-        triangles to try first) written into ``dest[:, rows]`` (dest: the convolution's (B,
-        R, 2) complex64 filters; rows: Q of them); returns their triangles (Q,). In one pass
-        in C where the package was built with it (``_binaural.place``: weights, delays' phase
-        factors, the weighted sums and their placing)."""
+        triangles to try first) written into ``dest[rows]`` (dest: the convolution's (R, 2,
+        B) complex64 filters; rows: Q of them); returns their triangles (Q,). In one pass in
+        C where the package was built with it (``_binaural.place``: weights, delays' phase
+        factors, the weighted sums, written where they go)."""
         if _native is None:
             new, tri = self.filters(v, hint)
-            dest[:, rows] = new.transpose(2, 0, 1)
+            dest[rows] = new
             return tri
         if isinstance(rows, slice):
-            rows = np.arange(dest.shape[1])[rows]
+            rows = np.arange(dest.shape[0])[rows]
         tri = np.empty(len(v), np.int64)
         _native.place(np.ascontiguousarray(v, np.float64),
                       np.ascontiguousarray(hint, np.int64), self.inverses, self.triangles,
@@ -762,9 +762,9 @@ class BinauralStage:
 
             self.diffuse = DiffuseMixer(design_decorrelators(setup.virtual_layout))
         # source signals from absolute frame `self.start` (the overlap before a hop first)
-        self._storage = np.zeros((self.overlap, self.n_rows), np.float32)
+        self._storage = np.zeros((self.n_rows, self.overlap), np.float32)
         self._offset = 0  # of the buffer in the storage
-        self.buffer = self._storage[:self.overlap]
+        self.buffer = self._storage[:, :self.overlap]  # (rows, frames)
         self.start = -self.overlap
         self.virtual = np.zeros((0, self.n_virtual), np.float32)  # feeds not yet placed
         self.virtual_end = 0  # absolute frame up to which the virtual rows are filled
@@ -790,8 +790,7 @@ class BinauralStage:
                 v, bank.find_triangles(v))[0]
         if self.lfe_row is not None:
             filters[self.lfe_row] = setup.lfe_gain
-        self.filters = self.ops.asarray(np.ascontiguousarray(filters.transpose(2, 0, 1)))
-        # (B, rows, 2)
+        self.filters = self.ops.asarray(filters)  # (rows, 2, B)
         # rows in groups convolved in parallel threads on a CPU host: the point sources
         # split evenly, the virtual loudspeakers and LFE with the last group
         cores = available_cpus()
@@ -844,7 +843,7 @@ class BinauralStage:
         return vec @ self.setup.rotation
 
     def _sources(self, tracks: np.ndarray, first: int, out: np.ndarray) -> None:
-        """Write into ``out`` (n, rows) the source signals of input frames [first, first + n)
+        """Write into ``out`` (rows, n) the source signals of input frames [first, first + n)
         (consecutive calls go forward in time): point tracks times their gains
         (sample-accurate, BS.2127 block timing), zeros for the virtual rows, LFE. The gains'
         breakpoints are looked up here; the threads share the frames between them."""
@@ -881,22 +880,22 @@ class BinauralStage:
         point_tracks = self.setup.point_tracks
 
         def frames_of(frames: tuple[int, int]) -> None:
-            """Frames [a, b) of every row (the threads split the frames, not the rows: rows
-            of one frame share cache lines)."""
+            """Frames [a, b) of every row (the threads split the frames, not the rows: the
+            samples of one frame are read together)."""
             a, b = frames
             if self.n_point:
                 picked = np.take(tracks[a:b], point_tracks, axis=1)
                 if not unit:
                     _scale_columns(picked, gains)
-                out[a:b, :self.n_point] = picked
+                out[:self.n_point, a:b] = picked.T
             for p in moving:
                 kp, vp = keys[lo[p]:hi[p] + 1], values[lo[p]:hi[p] + 1]
                 samples = np.arange(first + a, first + b, dtype=np.float64) + p * _KEY
-                out[a:b, p] = tracks[a:b, point_tracks[p]] * np.interp(
+                out[p, a:b] = tracks[a:b, point_tracks[p]] * np.interp(
                     samples, kp, vp, left=0.0, right=0.0).astype(np.float32)
-            out[a:b, self.n_point:self.n_point + self.n_virtual] = 0.0
+            out[self.n_point:self.n_point + self.n_virtual, a:b] = 0.0
             if self.lfe_row is not None:
-                out[a:b, self.lfe_row] = tracks[a:b, list(self.setup.lfe_tracks)].sum(axis=1)
+                out[self.lfe_row, a:b] = tracks[a:b, list(self.setup.lfe_tracks)].sum(axis=1)
 
         edges = np.linspace(0, n, len(self.groups) + 1).astype(int).tolist()
         self._in_groups(frames_of, list(zip(edges[:-1], edges[1:])))
@@ -912,18 +911,19 @@ class BinauralStage:
         return heard
 
     def _extend(self, n: int) -> np.ndarray:
-        """Lengthen :attr:`buffer` by ``n`` frames (not initialised) and return them: the
-        buffer is a view of a larger storage, moved to its start when the storage's end is
-        reached (no copy of the whole buffer at every call)."""
-        used = len(self.buffer)
-        if self._offset + used + n > len(self._storage):
+        """Lengthen :attr:`buffer` (rows, frames) by ``n`` frames (not initialised) and return
+        them (rows, n): the buffer is a view of a larger storage, moved to its start when the
+        storage's end is reached (no copy of the whole buffer at every call)."""
+        used = self.buffer.shape[1]
+        capacity = self._storage.shape[1]
+        if self._offset + used + n > capacity:
             storage = self._storage
-            if used + n > len(storage):
-                storage = np.empty((max(2 * len(storage), used + n), self.n_rows), np.float32)
-            storage[:used] = self.buffer  # overlapping moves are buffered by numpy
+            if used + n > capacity:
+                storage = np.empty((self.n_rows, max(2 * capacity, used + n)), np.float32)
+            storage[:, :used] = self.buffer  # overlapping moves are buffered by numpy
             self._storage, self._offset = storage, 0
-        self.buffer = self._storage[self._offset:self._offset + used + n]
-        return self.buffer[used:]
+        self.buffer = self._storage[:, self._offset:self._offset + used + n]
+        return self.buffer[:, used:]
 
     def process(self, mixed: np.ndarray, tracks: np.ndarray) -> np.ndarray:
         """mixed (n, mixer width), tracks (n, >= n_tracks) float32 -> (m, 2) float32."""
@@ -957,16 +957,16 @@ class BinauralStage:
         if not self.n_virtual or not len(self.virtual):
             return
         begin = self.virtual_end - self.start
-        n = min(len(self.virtual), len(self.buffer) - begin)
+        n = min(len(self.virtual), self.buffer.shape[1] - begin)
         if n > 0:
             rows = slice(self.n_point, self.n_point + self.n_virtual)
-            self.buffer[begin:begin + n, rows] = self.virtual[:n]
+            self.buffer[rows, begin:begin + n] = self.virtual[:n].T
             self.virtual = self.virtual[n:]
             self.virtual_end += n
 
     def _ready(self) -> int:
         """Frames after the overlap before the next hop whose every row is complete."""
-        end = self.start + len(self.buffer)
+        end = self.start + self.buffer.shape[1]
         if self.n_virtual:
             end = min(end, self.virtual_end)
         return end - (self.start + self.overlap)
@@ -980,7 +980,7 @@ class BinauralStage:
                 outputs.append(self._call(self.hops_per_call))
             elif final and self.frames_out < self.frames_in:
                 hops = -(-(self.frames_in - self.frames_out) // self.hop)
-                pad = self.overlap + hops * self.hop - len(self.buffer)
+                pad = self.overlap + hops * self.hop - self.buffer.shape[1]
                 if pad > 0:
                     self._extend(pad)[:] = 0.0
                 outputs.append(self._call(hops))
@@ -1020,26 +1020,26 @@ class BinauralStage:
                 if len(moved):
                     updates[len(runs) - 1] = (moved, direction[moved])
                     self.direction[moved] = direction[moved]
-        block = self.buffer[:overlap + k_hops * hop]
-        heard = self._heard(self.start, self.start + len(block))
+        block = self.buffer[:, :overlap + k_hops * hop]
+        heard = self._heard(self.start, self.start + block.shape[1])
         shares = self._in_groups(lambda group: self._convolve_rows(group, block, k_hops, runs,
                                                                    updates, before, heard))
         out, fades = shares[0]
         for more_out, more_fades in shares[1:]:
             out = out + more_out
             fades = [a + b for a, b in zip(fades, more_fades, strict=True)]
-        frames = ops.irfft(out, n_fft)[overlap:]  # (M, K, 2)
+        frames = ops.irfft(out, n_fft)[..., overlap:]  # (K, 2, M)
         if fades:
-            new = ops.irfft(ops.stack(fades, axis=1), n_fft)[overlap:]
+            new = ops.irfft(ops.stack(fades), n_fft)[..., overlap:]
             frames = ops.crossfade(frames, [runs[r][1] - 1 for r in updates], new)
         consumed = k_hops * hop
-        self.buffer = self.buffer[consumed:]
+        self.buffer = self.buffer[:, consumed:]
         self._offset += consumed
         self.start += consumed
         self.hop_index += k_hops
         self.frames_out += consumed
         frames = np.asarray(frames, np.float32)
-        return np.ascontiguousarray(frames.transpose(1, 0, 2)).reshape(consumed, 2)
+        return np.ascontiguousarray(frames.transpose(0, 2, 1)).reshape(consumed, 2)
 
     def _in_groups(self, work, parts: Sequence | None = None) -> list:
         """``work(part)`` for every part (default: every row group), one per thread: the last
@@ -1054,8 +1054,8 @@ class BinauralStage:
                        runs: list[tuple[int, int]],
                        updates: dict[int, tuple[np.ndarray, np.ndarray]],
                        before: np.ndarray, heard: np.ndarray):
-        """One row group's share of a call: (B, k_hops, 2) output spectra and, for each
-        update, (B, 2) spectrum of the faded hop with the new filters. The group's moving
+        """One row group's share of a call: (k_hops, 2, B) output spectra and, for each
+        update, (2, B) spectrum of the faded hop with the new filters. The group's moving
         sources get their new filters (rows of :attr:`filters`) at their update, except
         those silent over the whole call (not ``heard`` (P,): no gain in its frames), which
         are marked stale; a stale source heard in the call gets the filter of its direction
@@ -1075,15 +1075,15 @@ class BinauralStage:
         if isinstance(ops, _NumpyOps) and len(points) and silent.sum() * 4 >= len(points):
             kept = np.flatnonzero(~np.concatenate(
                 [silent, np.zeros(rows.stop - group.points.stop, bool)])) + rows.start
-        signals = block[:, kept] if isinstance(kept, slice) else np.take(block, kept, axis=1)
-        filters = self.filters[:, kept]
+        signals = block[kept] if isinstance(kept, slice) else np.take(block, kept, axis=0)
+        filters = self.filters[kept]
         outputs, fades = [], []
         hop = self.hop
         for r, (a, b) in enumerate(runs):
-            # the spectra of one run at a time (B, b - a, rows kept): still in the cache for
+            # the spectra of one run at a time (rows kept, b - a, B): still in the cache for
             # their products
-            spectrum = ops.spectra(signals[a * hop:(b - 1) * hop + self.fft_size], b - a, hop,
-                                   self.fft_size, self.fft_workers)
+            spectrum = ops.spectra(signals[:, a * hop:(b - 1) * hop + self.fft_size], b - a,
+                                   hop, self.fft_size, self.fft_workers)
             outputs.append(ops.matmul(spectrum, filters))
             if r not in updates:
                 continue
@@ -1094,7 +1094,7 @@ class BinauralStage:
             self.stale[moved[quiet]] = True
             mine &= ~quiet
             if not mine.any():
-                fades.append(outputs[-1][:, -1])  # this group's filters did not change
+                fades.append(outputs[-1][-1])  # this group's filters did not change
                 continue
             sources = moved[mine]
             # every source of the group moving (the usual case in busy mixes): a slice
@@ -1102,10 +1102,10 @@ class BinauralStage:
             self.filters, self.triangle[sources] = ops.update_rows(
                 self.bank, self.filters, group.points if whole else sources, direction[mine],
                 self.triangle[sources])
-            filters = self.filters[:, kept]
+            filters = self.filters[kept]
             # hop b - 1 again with the new filters, to fade to
-            fades.append(ops.matmul(spectrum[:, -1:], filters)[:, 0])
-        out = ops.concatenate(outputs, axis=1) if len(outputs) > 1 else outputs[0]
+            fades.append(ops.matmul(spectrum[:, -1:], filters)[0])
+        out = ops.concatenate(outputs) if len(outputs) > 1 else outputs[0]
         return out, fades
 
 
@@ -1123,17 +1123,16 @@ class _NumpyOps:
 
     @staticmethod
     def matmul(spectra: np.ndarray, filters: np.ndarray) -> np.ndarray:
-        """(B, K, R) spectra times (B, R, 2) filters -> (B, K, 2): the product summed over the
-        rows, per bin. In C where the package was built with it (``_binaural.products``:
-        0.15 ms for 3 hops of 64 rows with AVX2), else numpy's matrix-vector gufunc (numpy
-        2.2 on: 0.73 ms; 1025 small matrix products take longer still)."""
+        """(R, K, B) spectra times (R, 2, B) filters -> (K, 2, B): the product summed over the
+        rows, bin by bin. In C where the package was built with it (``_binaural.products``),
+        else with numpy, a row at a time."""
+        out = np.zeros((spectra.shape[1], 2, spectra.shape[2]), np.complex64)
         if _native is not None:
-            out = np.empty((spectra.shape[0], spectra.shape[1], 2), np.complex64)
             _native.products(spectra, filters, out)
             return out
-        if _MATVEC is None:
-            return np.matmul(spectra, filters)
-        return _MATVEC(filters.transpose(0, 2, 1)[:, None], spectra)
+        for r in range(spectra.shape[0]):
+            out += spectra[r, :, None, :] * filters[r, None, :, :]
+        return out
     concatenate = staticmethod(np.concatenate)
     stack = staticmethod(np.stack)
 
@@ -1144,31 +1143,32 @@ class _NumpyOps:
     @staticmethod
     def spectra(block: np.ndarray, k_hops: int, hop: int, n_fft: int,
                 workers: int = -1) -> np.ndarray:
-        """(frames, rows) with frames = n_fft - hop + k_hops * hop -> (B, k_hops, rows): the
-        rfft of each overlap-save window (n_fft frames, the last hop of them new)."""
+        """(rows, frames) with frames = n_fft - hop + k_hops * hop -> (rows, k_hops, B): the
+        rfft of each overlap-save window (n_fft frames, the last hop of them new), each read
+        from contiguous samples."""
         windows = np.lib.stride_tricks.as_strided(
-            block, shape=(n_fft, k_hops, block.shape[1]),
-            strides=(block.strides[0], hop * block.strides[0], block.strides[1]),
+            block, shape=(block.shape[0], k_hops, n_fft),
+            strides=(block.strides[0], hop * block.strides[1], block.strides[1]),
             writeable=False)
-        return scipy.fft.rfft(windows, axis=0, workers=workers)
+        return scipy.fft.rfft(windows, axis=-1, workers=workers)
 
     @staticmethod
     def irfft(x: np.ndarray, n: int) -> np.ndarray:
-        return scipy.fft.irfft(x, n=n, axis=0, workers=-1)
+        return scipy.fft.irfft(x, n=n, axis=-1, workers=-1)
 
     @staticmethod
     def update_rows(bank: _FilterBank, filters: np.ndarray, rows, v: np.ndarray,
                     hint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The filters of directions ``v`` (Q, 3) into ``filters[:, rows]`` (in place);
+        """The filters of directions ``v`` (Q, 3) into ``filters[rows]`` (in place);
         returns (filters, their triangles (Q,))."""
         return filters, bank.place(v, hint, filters, rows)
 
     @staticmethod
     def crossfade(frames: np.ndarray, hops: list[int], new: np.ndarray) -> np.ndarray:
-        """Hop ``hops[j]`` of ``frames`` (M, K, 2) faded linearly to ``new[:, j]``."""
-        ramp = ((np.arange(frames.shape[0], dtype=np.float32) + 1.0) / frames.shape[0])
+        """Hop ``hops[j]`` of ``frames`` (K, 2, M) faded linearly to ``new[j]``."""
+        ramp = ((np.arange(frames.shape[-1], dtype=np.float32) + 1.0) / frames.shape[-1])
         for j, u in enumerate(hops):
-            frames[:, u] += ramp[:, None] * (new[:, j] - frames[:, u])
+            frames[u] += ramp * (new[j] - frames[u])
         return frames
 
 
@@ -1180,9 +1180,11 @@ class _JaxOps:
         import jax.numpy as jnp
 
         self.jnp = jnp
-        self.matmul = jnp.matmul
         self.concatenate = jnp.concatenate
         self.stack = jnp.stack
+
+    def matmul(self, spectra, filters):
+        return self.jnp.einsum("rkb,reb->keb", spectra, filters)
 
     def asarray(self, x: np.ndarray):
         return self.jnp.asarray(x)
@@ -1191,24 +1193,24 @@ class _JaxOps:
                 workers: int = -1):
         jnp = self.jnp
         data = jnp.asarray(block)
-        index = jnp.arange(n_fft)[:, None] + hop * jnp.arange(k_hops)[None, :]
-        return jnp.fft.rfft(data[index], axis=0)
+        index = hop * jnp.arange(k_hops)[:, None] + jnp.arange(n_fft)[None, :]
+        return jnp.fft.rfft(data[:, index], axis=-1)
 
     def irfft(self, x, n: int):
-        return self.jnp.fft.irfft(x, n=n, axis=0)
+        return self.jnp.fft.irfft(x, n=n, axis=-1)
 
     def update_rows(self, bank: _FilterBank, filters, rows, v: np.ndarray, hint: np.ndarray):
         """The filters of directions ``v`` (Q, 3) into rows ``rows`` of the device's
         ``filters``; returns (the new filters, their triangles (Q,))."""
         new, tri = bank.filters(v, hint)
-        return filters.at[:, rows].set(self.asarray(new.transpose(2, 0, 1))), tri
+        return filters.at[rows].set(self.asarray(new)), tri
 
     def crossfade(self, frames, hops: list[int], new):
         jnp = self.jnp
-        ramp = (jnp.arange(frames.shape[0], dtype=jnp.float32) + 1.0) / frames.shape[0]
+        ramp = (jnp.arange(frames.shape[-1], dtype=jnp.float32) + 1.0) / frames.shape[-1]
         u = jnp.asarray(hops)
-        faded = frames[:, u] + ramp[:, None, None] * (new - frames[:, u])
-        return frames.at[:, u].set(faded)
+        faded = frames[u] + ramp * (new - frames[u])
+        return frames.at[u].set(faded)
 
 
 # ------------------------------------------------------------------------------------------

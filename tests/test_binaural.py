@@ -485,7 +485,7 @@ def test_filters_are_the_weighted_spectra_times_the_delay_phase(host_loops):
 
 
 def test_filters_placed_in_rows_of_the_convolution(host_loops):
-    # rows 5, 2 and 7 of a (B, 9, 2) filter array get the filters of three directions (one of
+    # rows 5, 2 and 7 of a (9, 2, B) filter array get the filters of three directions (one of
     # them hinted with a triangle that does not hold it, one a measured direction: its
     # measured spectrum times its delays' phase); the other rows stay as they were
     from renderer.binaural import _FilterBank, _load_model
@@ -495,17 +495,17 @@ def test_filters_placed_in_rows_of_the_convolution(host_loops):
     measured = np.asarray(model.unit_vectors)[100]
     v = np.array([[0.6, 0.7, 0.2], [-0.3, -0.9, -0.1], measured])
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    dest = np.full((bank.bins, 9, 2), 7 + 1j, np.complex64)
+    dest = np.full((9, 2, bank.bins), 7 + 1j, np.complex64)
     tri = bank.place(v, np.zeros(3, np.int64), dest, np.array([5, 2, 7]))
     for q, t in enumerate(tri):  # a triangle that holds each direction
         assert (v[q] @ bank.inverses[t]).min() > -1e-9
     expected, _ = bank.filters(v, tri)
-    np.testing.assert_array_equal(dest[:, [5, 2, 7]], expected.transpose(2, 0, 1))
-    assert (dest[:, [0, 1, 3, 4, 6, 8]] == np.complex64(7 + 1j)).all()
+    np.testing.assert_array_equal(dest[[5, 2, 7]], expected)
+    assert (dest[[0, 1, 3, 4, 6, 8]] == np.complex64(7 + 1j)).all()
     k = np.arange(bank.bins)
     phase = np.exp(-2j * np.pi * k * np.asarray(model.delays)[100][:, None] / bank.fft_size)
     at_measured = np.asarray(model.aligned_spectra)[100] * phase
-    assert np.abs(dest[:, 7].T - at_measured).max() < 1e-5 * np.abs(at_measured).max()
+    assert np.abs(dest[7] - at_measured).max() < 1e-5 * np.abs(at_measured).max()
 
 
 def test_native_filter_placing_checks_its_arguments():
@@ -517,7 +517,7 @@ def test_native_filter_placing_checks_its_arguments():
     bank = _FilterBank(_load_model(None, 48000))
 
     def place(v=((0.0, 1.0, 0.0),), hint=(0,), rows=(0,), dest=None, triangles=None):
-        dest = np.zeros((bank.bins, 2, 2), np.complex64) if dest is None else dest
+        dest = np.zeros((2, 2, bank.bins), np.complex64) if dest is None else dest
         binaural._native.place(
             np.array(v, np.float64), np.array(hint, np.int64), bank.inverses,
             bank.triangles if triangles is None else triangles, bank.delays,
@@ -532,15 +532,16 @@ def test_native_filter_placing_checks_its_arguments():
     with pytest.raises(ValueError):  # a triangle of a direction that is not there
         place(triangles=np.full_like(bank.triangles, len(bank.delays)))
     with pytest.raises(ValueError):  # more bins than the spectra hold
-        place(dest=np.zeros((bank._n_coarse * 32 + 1, 2, 2), np.complex64))
+        place(dest=np.zeros((2, 2, bank._n_coarse * 32 + 1), np.complex64))
     with pytest.raises(ValueError):  # hints for other directions
         place(hint=(0, 0))
 
 
 @pytest.mark.parametrize("rows", [1, 3, 4, 63, 64])
 def test_products_sum_each_bins_spectra_times_filters_over_the_rows(host_loops, rows):
-    # out[b, k, e] = sum_r X[b, k, r] H[b, r, e], against the sum written out in complex128;
-    # the filters a slice of a wider array (rows of a group), the spectra a hop of a run
+    # out[k, e, b] = sum_r X[r, k, b] H[r, e, b], against the sum written out in complex128;
+    # the filters rows of a wider array (a group's), the spectra a hop of a run; bins 1025
+    # and 37 (the last ones not a whole vector)
     from renderer.binaural import _NumpyOps
 
     rng = np.random.default_rng(rows)
@@ -549,17 +550,18 @@ def test_products_sum_each_bins_spectra_times_filters_over_the_rows(host_loops, 
         return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(
             np.complex64)
 
-    spectra = complex_normal(37, 3, rows)
-    filters = complex_normal(37, rows + 5, 2)[:, 2:rows + 2]
-    expected = np.zeros((37, 3, 2), np.complex128)
-    for r in range(rows):
-        expected += (spectra[:, :, r, None].astype(np.complex128)
-                     * filters[:, None, r, :].astype(np.complex128))
-    for hops in (slice(None), slice(-1, None)):
-        out = _NumpyOps.matmul(spectra[:, hops], filters)
-        assert out.shape == expected[:, hops].shape and out.dtype == np.complex64
-        scale = np.sqrt(rows) * 2
-        assert np.abs(out - expected[:, hops]).max() < 1e-5 * scale
+    for bins in (1025, 37):
+        spectra = complex_normal(rows, 3, bins)
+        filters = complex_normal(rows + 5, 2, bins)[2:rows + 2]
+        expected = np.zeros((3, 2, bins), np.complex128)
+        for r in range(rows):
+            expected += (spectra[r, :, None, :].astype(np.complex128)
+                         * filters[r, None, :, :].astype(np.complex128))
+        for hops in (slice(None), slice(-1, None)):
+            out = _NumpyOps.matmul(spectra[:, hops], filters)
+            assert out.shape == expected[hops].shape and out.dtype == np.complex64
+            scale = np.sqrt(rows) * 2
+            assert np.abs(out - expected[hops]).max() < 1e-5 * scale
 
 
 def test_native_products_check_their_arguments():
@@ -567,17 +569,17 @@ def test_native_products_check_their_arguments():
 
     if binaural._native is None:
         pytest.skip("the native binaural loops are not built")
-    spectra = np.zeros((5, 2, 4), np.complex64)
-    filters = np.zeros((5, 4, 2), np.complex64)
-    out = np.empty((5, 2, 2), np.complex64)
+    spectra = np.zeros((4, 2, 5), np.complex64)
+    filters = np.zeros((4, 2, 5), np.complex64)
+    out = np.empty((2, 2, 5), np.complex64)
     binaural._native.products(spectra, filters, out)
     with pytest.raises(ValueError):  # filters for other rows
-        binaural._native.products(spectra, np.zeros((5, 3, 2), np.complex64), out)
+        binaural._native.products(spectra, np.zeros((3, 2, 5), np.complex64), out)
     with pytest.raises(ValueError):  # complex128
         binaural._native.products(spectra.astype(np.complex128), filters, out)
-    with pytest.raises(ValueError):  # the rows of a spectrum not contiguous
-        binaural._native.products(np.zeros((5, 2, 8), np.complex64)[:, :, ::2], filters, out)
-    with pytest.raises(ValueError):  # the ears of a filter apart
-        binaural._native.products(spectra, np.zeros((5, 4, 4), np.complex64)[:, :, ::2], out)
+    with pytest.raises(ValueError):  # the bins of a spectrum not contiguous
+        binaural._native.products(np.zeros((4, 2, 10), np.complex64)[:, :, ::2], filters, out)
+    with pytest.raises(ValueError):  # filters for other bins
+        binaural._native.products(spectra, np.zeros((4, 2, 6), np.complex64), out)
     with pytest.raises(ValueError):  # an output for fewer hops
-        binaural._native.products(spectra, filters, np.empty((5, 1, 2), np.complex64))
+        binaural._native.products(spectra, filters, np.empty((1, 2, 5), np.complex64))
