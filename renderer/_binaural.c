@@ -35,6 +35,12 @@
  * the cache); where the CPU has AVX2 and FMA, four bins at a time (use_vectors(False) turns
  * this off, for the tests).
  *
+ * rows(tracks, columns, gains, out)
+ *
+ * out[p, f] = tracks[f, columns[p]] * gains[p]: the source signals of the convolution, rows of
+ * the decoded tracks' columns (float32 (n, T) C order; columns int64 (P,); gains float32 (P,);
+ * out float32 (P, n), its frames contiguous), FRAMES frames at a time.
+ *
  * The interpreter's lock is released while they run.
  */
 #define PY_SSIZE_T_CLEAN
@@ -489,6 +495,80 @@ done:
     return result;
 }
 
+
+/* ---- rows ---- */
+
+#define FRAMES 64 /* frames of the tracks read together (they stay in the cache) */
+
+/* rows(tracks, columns, gains, out): out[p, f] = tracks[f, columns[p]] * gains[p] */
+static PyObject *rows(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objects[4];
+    if (!PyArg_ParseTuple(args, "OOOO", &objects[0], &objects[1], &objects[2], &objects[3]))
+        return NULL;
+    Py_buffer views[4];
+    int got = 0;
+    PyObject *result = NULL;
+    for (int j = 0; j < 4; j++) {
+        const int flags = j == 3 ? PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE
+                                 : PyBUF_C_CONTIGUOUS | PyBUF_FORMAT;
+        if (PyObject_GetBuffer(objects[j], &views[j], flags) < 0)
+            goto done;
+        got |= 1 << j;
+    }
+    for (int j = 0; j < 4; j++) {
+        const char *format = views[j].format;
+        if (format != NULL && (format[0] == '<' || format[0] == '=' || format[0] == '@'))
+            format++;
+        const int as_wanted = format != NULL && format[0] != '\0' && format[1] == '\0' &&
+                              (j == 1 ? (format[0] == 'l' || format[0] == 'q') &&
+                                            views[j].itemsize == 8
+                                      : format[0] == 'f');
+        if (!as_wanted || views[j].ndim != (j == 0 || j == 3 ? 2 : 1)) {
+            PyErr_SetString(PyExc_ValueError, "rows: tracks float32 (n, T), columns int64 "
+                            "(P,), gains float32 (P,), out float32 (P, n) expected");
+            goto done;
+        }
+    }
+    const Py_ssize_t n = views[0].shape[0], t_count = views[0].shape[1];
+    const Py_ssize_t p_count = views[1].shape[0];
+    if (views[2].shape[0] != p_count || views[3].shape[0] != p_count ||
+        views[3].shape[1] != n || views[3].strides[1] != 4 || views[3].strides[0] % 4) {
+        PyErr_SetString(PyExc_ValueError, "rows: sizes");
+        goto done;
+    }
+    const int64_t *columns = views[1].buf;
+    for (Py_ssize_t p = 0; p < p_count; p++) {
+        if (columns[p] < 0 || columns[p] >= t_count) {
+            PyErr_SetString(PyExc_ValueError, "rows: a column out of range");
+            goto done;
+        }
+    }
+    const float *tracks = views[0].buf, *gains = views[2].buf;
+    float *out = views[3].buf;
+    const Py_ssize_t out_row = views[3].strides[0] / 4;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t f0 = 0; f0 < n; f0 += FRAMES) {
+        const Py_ssize_t f1 = f0 + FRAMES < n ? f0 + FRAMES : n;
+        for (Py_ssize_t p = 0; p < p_count; p++) {
+            const float *x = tracks + columns[p];
+            const float g = gains[p];
+            float *o = out + p * out_row;
+            for (Py_ssize_t f = f0; f < f1; f++)
+                o[f] = x[f * t_count] * g;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    for (int j = 0; j < 4; j++)
+        if (got & (1 << j))
+            PyBuffer_Release(&views[j]);
+    return result;
+}
+
 /* use_vectors(flag): the AVX2 products where the CPU has them (flag true, the default) or
    the plain loops (for tests); returns whether the AVX2 products are used now. */
 static PyObject *use_vectors(PyObject *self, PyObject *args)
@@ -504,6 +584,7 @@ static PyObject *use_vectors(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"place", place, METH_VARARGS, "Interpolated HRTF filters into rows (see the module)."},
     {"products", products, METH_VARARGS, "Per-bin products summed over rows (see the module)."},
+    {"rows", rows, METH_VARARGS, "Columns of the tracks, scaled, as rows (see the module)."},
     {"use_vectors", use_vectors, METH_VARARGS,
      "Use the AVX2 products where the CPU has them (True) or plain loops (False); returns "
      "whether the vectors are used."},

@@ -883,7 +883,11 @@ class BinauralStage:
             """Frames [a, b) of every row (the threads split the frames, not the rows: the
             samples of one frame are read together)."""
             a, b = frames
-            if self.n_point:
+            if self.n_point and _native is not None:  # in one pass (_binaural.rows)
+                _native.rows(tracks[a:b], point_tracks,
+                             np.ones(self.n_point, np.float32) if unit else gains,
+                             out[:self.n_point, a:b])
+            elif self.n_point:
                 picked = np.take(tracks[a:b], point_tracks, axis=1)
                 if not unit:
                     _scale_columns(picked, gains)
@@ -927,7 +931,7 @@ class BinauralStage:
 
     def process(self, mixed: np.ndarray, tracks: np.ndarray) -> np.ndarray:
         """mixed (n, mixer width), tracks (n, >= n_tracks) float32 -> (m, 2) float32."""
-        tracks = np.asarray(tracks, np.float32)
+        tracks = np.ascontiguousarray(tracks, np.float32)
         self._sources(tracks, self.frames_in, self._extend(len(tracks)))
         self.frames_in += len(tracks)
         if self.n_virtual:

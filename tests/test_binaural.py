@@ -583,3 +583,27 @@ def test_native_products_check_their_arguments():
         binaural._native.products(spectra, np.zeros((4, 2, 6), np.complex64), out)
     with pytest.raises(ValueError):  # an output for fewer hops
         binaural._native.products(spectra, filters, np.empty((1, 2, 5), np.complex64))
+
+
+def test_native_rows_are_the_tracks_columns_scaled():
+    # out[p, f] = tracks[f, columns[p]] * gains[p], into the rows of a wider buffer, over
+    # more frames than one pass takes (64)
+    import renderer.binaural as binaural
+
+    if binaural._native is None:
+        pytest.skip("the native binaural loops are not built")
+    rng = np.random.default_rng(5)
+    tracks = rng.standard_normal((150, 7)).astype(np.float32)
+    columns = np.array([6, 0, 3, 3], np.int64)
+    gains = np.array([1.0, 0.5, -2.0, 0.0], np.float32)
+    buffer = np.full((6, 200), 9.0, np.float32)
+    binaural._native.rows(tracks, columns, gains, buffer[1:5, 20:170])
+    np.testing.assert_array_equal(buffer[1:5, 20:170], (tracks[:, columns] * gains).T)
+    assert (buffer[[0, 5]] == 9.0).all() and (buffer[:, :20] == 9.0).all()
+    assert (buffer[:, 170:] == 9.0).all()
+    with pytest.raises(ValueError):  # a column that is not there
+        binaural._native.rows(tracks, np.array([7], np.int64), gains[:1], buffer[:1, :150])
+    with pytest.raises(ValueError):  # fewer frames out than in
+        binaural._native.rows(tracks, columns, gains, buffer[:4, :149])
+    with pytest.raises(ValueError):  # float64 tracks
+        binaural._native.rows(tracks.astype(np.float64), columns, gains, buffer[:4, :150])
