@@ -32,8 +32,8 @@
  * bin by bin, summed over the rows r (sources) of the convolution. complex64 arrays of
  * shapes (R, K, B), (R, 2, B) and (K, 2, B) (written), any strides on their first two axes,
  * their bins contiguous. The sums are taken CHUNK bins at a time over every row (they stay in
- * the cache); where the CPU has AVX2 and FMA, four bins at a time (use_vectors(False) turns
- * this off, for the tests).
+ * the cache); where the CPU has AVX2 and FMA, four bins of up to three hops at a time in
+ * registers (use_vectors(False) turns this off, for the tests).
  *
  * rows(tracks, columns, gains, out)
  *
@@ -374,49 +374,71 @@ static void products_plain(const Products *p)
 }
 
 #ifdef HAVE_AVX2_PATH
-/* products_plain four bins at a time, each filter's re and im spread once for all hops */
-__attribute__((target("avx2,fma"))) static void products_avx2(const Products *p)
+/* Hops [k0, k0 + hops) of products_plain, four bins at a time summed over every row in
+   registers (hops at most 3: with both ears, six sums); each filter's re and im spread once
+   for the hops. Inlined with hops constant. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void products_hops_avx2(
+    const Products *p, Py_ssize_t k0, const int hops, Py_ssize_t whole)
 {
-    for (Py_ssize_t k = 0; k < p->hops; k++)
-        for (int e = 0; e < 2; e++)
-            memset(p->out + k * p->out_hop + e * p->out_ear, 0, sizeof(float) * 2 * p->bins);
-    const Py_ssize_t whole = p->bins & ~(Py_ssize_t)3;
-    for (Py_ssize_t b0 = 0; b0 < whole; b0 += CHUNK) {
-        const Py_ssize_t b1 = b0 + CHUNK < whole ? b0 + CHUNK : whole;
+    for (Py_ssize_t b = 0; b < whole; b += 4) {
+        __m256 sums[3][2];
+        for (int k = 0; k < hops; k++)
+            sums[k][0] = sums[k][1] = _mm256_setzero_ps();
+        const float *x = p->x + k0 * p->x_hop + 2 * b;
+        const float *h = p->h + 2 * b;
         for (Py_ssize_t r = 0; r < p->rows; r++) {
-            const float *h0 = p->h + r * p->h_row, *h1 = h0 + p->h_ear;
-            for (Py_ssize_t b = b0; b < b1; b += 4) {
-                const __m256 left = _mm256_loadu_ps(h0 + 2 * b);
-                const __m256 right = _mm256_loadu_ps(h1 + 2 * b);
-                const __m256 left_re = _mm256_moveldup_ps(left);
-                const __m256 left_im = _mm256_movehdup_ps(left);
-                const __m256 right_re = _mm256_moveldup_ps(right);
-                const __m256 right_im = _mm256_movehdup_ps(right);
-                for (Py_ssize_t k = 0; k < p->hops; k++) {
-                    const __m256 x = _mm256_loadu_ps(p->x + r * p->x_row + k * p->x_hop + 2 * b);
-                    const __m256 swapped = _mm256_permute_ps(x, 0xB1); /* (im, re) */
-                    float *o = p->out + k * p->out_hop + 2 * b;
-                    /* re = re x re h - im x im h, im = im x re h + re x im h */
-                    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), _mm256_fmaddsub_ps(
-                        x, left_re, _mm256_mul_ps(swapped, left_im))));
-                    float *o1 = o + p->out_ear;
-                    _mm256_storeu_ps(o1, _mm256_add_ps(_mm256_loadu_ps(o1), _mm256_fmaddsub_ps(
-                        x, right_re, _mm256_mul_ps(swapped, right_im))));
-                }
+            const __m256 left = _mm256_loadu_ps(h + r * p->h_row);
+            const __m256 right = _mm256_loadu_ps(h + r * p->h_row + p->h_ear);
+            const __m256 left_re = _mm256_moveldup_ps(left);
+            const __m256 left_im = _mm256_movehdup_ps(left);
+            const __m256 right_re = _mm256_moveldup_ps(right);
+            const __m256 right_im = _mm256_movehdup_ps(right);
+            for (int k = 0; k < hops; k++) {
+                const __m256 v = _mm256_loadu_ps(x + r * p->x_row + k * p->x_hop);
+                const __m256 swapped = _mm256_permute_ps(v, 0xB1); /* (im, re) */
+                /* re = re x re h - im x im h, im = im x re h + re x im h */
+                sums[k][0] = _mm256_add_ps(sums[k][0], _mm256_fmaddsub_ps(
+                    v, left_re, _mm256_mul_ps(swapped, left_im)));
+                sums[k][1] = _mm256_add_ps(sums[k][1], _mm256_fmaddsub_ps(
+                    v, right_re, _mm256_mul_ps(swapped, right_im)));
             }
         }
+        for (int k = 0; k < hops; k++) {
+            float *o = p->out + (k0 + k) * p->out_hop + 2 * b;
+            _mm256_storeu_ps(o, sums[k][0]);
+            _mm256_storeu_ps(o + p->out_ear, sums[k][1]);
+        }
     }
-    for (Py_ssize_t r = 0; r < p->rows; r++) /* the last bins, one by one */
-        for (Py_ssize_t k = 0; k < p->hops; k++)
-            for (int e = 0; e < 2; e++) {
+}
+
+/* products_plain with AVX2: the whole vectors of bins by products_hops_avx2, three hops at a
+   time, the last bins one by one */
+__attribute__((target("avx2,fma"))) static void products_avx2(const Products *p)
+{
+    const Py_ssize_t whole = p->bins & ~(Py_ssize_t)3;
+    for (Py_ssize_t k0 = 0; k0 < p->hops; k0 += 3) {
+        const Py_ssize_t left = p->hops - k0;
+        if (left >= 3)
+            products_hops_avx2(p, k0, 3, whole);
+        else if (left == 2)
+            products_hops_avx2(p, k0, 2, whole);
+        else
+            products_hops_avx2(p, k0, 1, whole);
+    }
+    for (Py_ssize_t k = 0; k < p->hops; k++)
+        for (int e = 0; e < 2; e++) {
+            float *o = p->out + k * p->out_hop + e * p->out_ear;
+            for (Py_ssize_t b = whole; b < p->bins; b++)
+                o[2 * b] = o[2 * b + 1] = 0.0f;
+            for (Py_ssize_t r = 0; r < p->rows; r++) {
                 const float *x = p->x + r * p->x_row + k * p->x_hop;
                 const float *h = p->h + r * p->h_row + e * p->h_ear;
-                float *o = p->out + k * p->out_hop + e * p->out_ear;
                 for (Py_ssize_t b = whole; b < p->bins; b++) {
                     o[2 * b] += x[2 * b] * h[2 * b] - x[2 * b + 1] * h[2 * b + 1];
                     o[2 * b + 1] += x[2 * b] * h[2 * b + 1] + x[2 * b + 1] * h[2 * b];
                 }
             }
+        }
 }
 #endif
 
