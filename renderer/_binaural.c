@@ -145,42 +145,21 @@ static void direction_terms(const Place *p, Py_ssize_t q, float *weights, int64_
     }
 }
 
-/* The filters of directions [q0, q1): row rows[q] of dest (R, 2, B), one ear after the other,
-   bin after bin. */
-static void place_filters_plain(const Place *p, const float *weights, const int64_t *index,
-                                const float *factors)
+/* Bin k of one ear's filter into h[k]: the weights w (3) of the spectra a0, a1, a2, times the
+   coarse and the fine phase factors (complex: re, im). */
+static inline void filter_bin(const float *a0, const float *a1, const float *a2,
+                              const float *w, const float *coarse, const float *fine,
+                              Py_ssize_t k, float *h)
 {
-    const Py_ssize_t row = p->n_coarse * p->fine; /* complex values of one ear's spectrum */
-    const Py_ssize_t n_factors = p->n_coarse + p->fine;
-    for (Py_ssize_t q = 0; q < p->q_count; q++) {
-        const float w0 = weights[3 * q], w1 = weights[3 * q + 1], w2 = weights[3 * q + 2];
-        for (int e = 0; e < 2; e++) {
-            const float *a0 = p->spectra + 2 * (index[3 * q] * 2 + e) * row;
-            const float *a1 = p->spectra + 2 * (index[3 * q + 1] * 2 + e) * row;
-            const float *a2 = p->spectra + 2 * (index[3 * q + 2] * 2 + e) * row;
-            const float *coarse = factors + 2 * (q * 2 + e) * n_factors;
-            const float *fine_factor = coarse + 2 * p->n_coarse;
-            float *h = p->dest + 2 * (p->rows[q] * 2 + e) * p->bins;
-            for (Py_ssize_t c = 0; c < p->n_coarse; c++) {
-                const float cr = coarse[2 * c], ci = coarse[2 * c + 1];
-                const Py_ssize_t k0 = c * p->fine;
-                const Py_ssize_t k1 = k0 + p->fine < p->bins ? k0 + p->fine : p->bins;
-                for (Py_ssize_t k = k0; k < k1; k++) {
-                    float re = w0 * a0[2 * k];
-                    float im = w0 * a0[2 * k + 1];
-                    re += w1 * a1[2 * k];
-                    im += w1 * a1[2 * k + 1];
-                    re += w2 * a2[2 * k];
-                    im += w2 * a2[2 * k + 1];
-                    const float r1 = re * cr - im * ci, i1 = re * ci + im * cr;
-                    const float fr = fine_factor[2 * (k - k0)];
-                    const float fi = fine_factor[2 * (k - k0) + 1];
-                    h[2 * k] = r1 * fr - i1 * fi;
-                    h[2 * k + 1] = r1 * fi + i1 * fr;
-                }
-            }
-        }
-    }
+    float re = w[0] * a0[2 * k];
+    float im = w[0] * a0[2 * k + 1];
+    re += w[1] * a1[2 * k];
+    im += w[1] * a1[2 * k + 1];
+    re += w[2] * a2[2 * k];
+    im += w[2] * a2[2 * k + 1];
+    const float r1 = re * coarse[0] - im * coarse[1], i1 = re * coarse[1] + im * coarse[0];
+    h[2 * k] = r1 * fine[0] - i1 * fine[1];
+    h[2 * k + 1] = r1 * fine[1] + i1 * fine[0];
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -195,16 +174,38 @@ __attribute__((target("avx2,fma"))) static inline __m256 complex_times(__m256 x,
                               _mm256_mul_ps(swapped, _mm256_movehdup_ps(y)));
 }
 
-/* place_filters_plain four bins at a time (the last bins of a row one by one) */
-__attribute__((target("avx2,fma"))) static void place_filters_avx2(
-    const Place *p, const float *weights, const int64_t *index, const float *factors)
+/* filter_bin of bins [k0, k1) four at a time, as far as whole vectors go; returns the bin
+   reached */
+__attribute__((target("avx2,fma"))) static Py_ssize_t filter_bins_avx2(
+    const float *a0, const float *a1, const float *a2, const float *w, const float *coarse,
+    const float *fine, Py_ssize_t k0, Py_ssize_t k1, float *h)
 {
-    const Py_ssize_t row = p->n_coarse * p->fine;
+    const __m256 w0 = _mm256_set1_ps(w[0]), w1 = _mm256_set1_ps(w[1]);
+    const __m256 w2 = _mm256_set1_ps(w[2]);
+    const __m256 factor = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)coarse));
+    Py_ssize_t k = k0;
+    for (; k + 4 <= k1; k += 4) {
+        __m256 sum = _mm256_mul_ps(w0, _mm256_loadu_ps(a0 + 2 * k));
+        sum = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a1 + 2 * k), sum);
+        sum = _mm256_fmadd_ps(w2, _mm256_loadu_ps(a2 + 2 * k), sum);
+        _mm256_storeu_ps(h + 2 * k, complex_times(complex_times(sum, factor),
+                                                  _mm256_loadu_ps(fine + 2 * (k - k0))));
+    }
+    return k;
+}
+#endif
+
+/* The filters of the directions: row rows[q] of dest (R, 2, B), one ear after the other, in
+   runs of `fine` bins (one coarse phase factor each); with AVX2 (`vectors`), four bins at a
+   time. */
+static void place_filters(const Place *p, const float *weights, const int64_t *index,
+                          const float *factors, int vectors)
+{
+    (void)vectors;
+    const Py_ssize_t row = p->n_coarse * p->fine; /* complex values of one ear's spectrum */
     const Py_ssize_t n_factors = p->n_coarse + p->fine;
     for (Py_ssize_t q = 0; q < p->q_count; q++) {
         const float *w = weights + 3 * q;
-        const __m256 w0 = _mm256_set1_ps(w[0]), w1 = _mm256_set1_ps(w[1]);
-        const __m256 w2 = _mm256_set1_ps(w[2]);
         for (int e = 0; e < 2; e++) {
             const float *a0 = p->spectra + 2 * (index[3 * q] * 2 + e) * row;
             const float *a1 = p->spectra + 2 * (index[3 * q + 1] * 2 + e) * row;
@@ -215,35 +216,18 @@ __attribute__((target("avx2,fma"))) static void place_filters_avx2(
             for (Py_ssize_t c = 0; c < p->n_coarse; c++) {
                 const Py_ssize_t k0 = c * p->fine;
                 const Py_ssize_t k1 = k0 + p->fine < p->bins ? k0 + p->fine : p->bins;
-                const __m256 factor = _mm256_castpd_ps(
-                    _mm256_broadcast_sd((const double *)(coarse + 2 * c)));
                 Py_ssize_t k = k0;
-                for (; k + 4 <= k1; k += 4) {
-                    __m256 sum = _mm256_mul_ps(w0, _mm256_loadu_ps(a0 + 2 * k));
-                    sum = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a1 + 2 * k), sum);
-                    sum = _mm256_fmadd_ps(w2, _mm256_loadu_ps(a2 + 2 * k), sum);
-                    _mm256_storeu_ps(h + 2 * k, complex_times(
-                        complex_times(sum, factor),
-                        _mm256_loadu_ps(fine_factor + 2 * (k - k0))));
-                }
-                const float cr = coarse[2 * c], ci = coarse[2 * c + 1];
-                for (; k < k1; k++) {
-                    float re = w[0] * a0[2 * k], im = w[0] * a0[2 * k + 1];
-                    re += w[1] * a1[2 * k];
-                    im += w[1] * a1[2 * k + 1];
-                    re += w[2] * a2[2 * k];
-                    im += w[2] * a2[2 * k + 1];
-                    const float r1 = re * cr - im * ci, i1 = re * ci + im * cr;
-                    const float fr = fine_factor[2 * (k - k0)];
-                    const float fi = fine_factor[2 * (k - k0) + 1];
-                    h[2 * k] = r1 * fr - i1 * fi;
-                    h[2 * k + 1] = r1 * fi + i1 * fr;
-                }
+#ifdef HAVE_AVX2_PATH
+                if (vectors)
+                    k = filter_bins_avx2(a0, a1, a2, w, coarse + 2 * c, fine_factor, k0, k1,
+                                         h);
+#endif
+                for (; k < k1; k++)
+                    filter_bin(a0, a1, a2, w, coarse + 2 * c, fine_factor + 2 * (k - k0), k, h);
             }
         }
     }
 }
-#endif
 
 static PyObject *place(PyObject *self, PyObject *args)
 {
@@ -320,12 +304,7 @@ static PyObject *place(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t q = 0; q < q_count; q++)
         direction_terms(&p, q, weights + 3 * q, index + 3 * q, factors + 4 * q * n_factors);
-#ifdef HAVE_AVX2_PATH
-    if (use_avx2)
-        place_filters_avx2(&p, weights, index, factors);
-    else
-#endif
-        place_filters_plain(&p, weights, index, factors);
+    place_filters(&p, weights, index, factors, use_avx2);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);
