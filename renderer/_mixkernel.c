@@ -21,8 +21,9 @@
  * released while it runs, so several threads mix several ranges of sub-blocks at once.
  *
  * decode(raw, first_byte, n_frames, encoding, n_tracks, out) gives the decoded samples
- * themselves (float32 (n_frames, n_tracks)); use_vectors(flag) turns the AVX2 path off and on
- * (for tests).
+ * themselves (float32 (n_frames, n_tracks)); tables(...) makes the tables above from the
+ * segments overlapping a batch (see its section below); use_vectors(flag) turns the AVX2 path
+ * off and on (for tests).
  *
  * On x86-64 with AVX2 and FMA (checked when the module is loaded) the products use 8-float
  * vectors (and one of 4 floats); elsewhere the plain loops below, which the compiler

@@ -1130,10 +1130,12 @@ class _NumpyOps:
         """(R, K, B) spectra times (R, 2, B) filters -> (K, 2, B): the product summed over the
         rows, bin by bin. In C where the package was built with it (``_binaural.products``),
         else with numpy, a row at a time."""
-        out = np.zeros((spectra.shape[1], 2, spectra.shape[2]), np.complex64)
+        shape = (spectra.shape[1], 2, spectra.shape[2])
         if _native is not None:
+            out = np.empty(shape, np.complex64)
             _native.products(spectra, filters, out)
             return out
+        out = np.zeros(shape, np.complex64)
         for r in range(spectra.shape[0]):
             out += spectra[r, :, None, :] * filters[r, None, :, :]
         return out
