@@ -518,6 +518,18 @@ static inline int64_t clip64(int64_t v, int64_t lo, int64_t hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* Whether the segment [f, l) (frames from the batch's start) is a ramp with a column in the
+   batch's K sub-blocks of m frames, and then the first and last of them in lo and hi. */
+static inline int ramp_columns(int64_t f, int64_t l, double ramp_step, int64_t m, int64_t k_count,
+                               int64_t *lo, int64_t *hi)
+{
+    if (l <= f || ramp_step == 0.0 || f >= k_count * m || l <= 0)
+        return 0;
+    *lo = clip64(floor_div(f, m), 0, k_count - 1);
+    *hi = clip64(floor_div(l - 1, m), 0, k_count - 1);
+    return 1;
+}
+
 static PyObject *tables(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -539,7 +551,7 @@ static PyObject *tables(PyObject *self, PyObject *args)
     StepEntry *entries = NULL;
     double *sums = NULL;
     int *cells = NULL;
-    int64_t *step_key = NULL, *ramp_entry = NULL;
+    int64_t *step_key = NULL;
     static const Py_ssize_t item[N_ARRAYS] = {4, 8, 8, 8, 8, 4, 4, 4, 4, 4, 4, 4, 4, 4, 8};
     for (int j = 0; j < N_ARRAYS; j++) {
         if (PyObject_GetBuffer(objects[j], &views[j],
@@ -586,8 +598,7 @@ static PyObject *tables(PyObject *self, PyObject *args)
     sums = malloc(sizeof(double) * (size_t)(sum_rows * o_count) + 1);
     cells = calloc((size_t)(k_count * t_count) + 1, sizeof(int));
     step_key = malloc(sizeof(int64_t) * (size_t)(2 * s_count) + 1);
-    ramp_entry = malloc(sizeof(int64_t) * 2 * (size_t)(s_count * k_count) + 1);
-    if (!entries || !sums || !cells || !step_key || !ramp_entry) {
+    if (!entries || !sums || !cells || !step_key) {
         PyErr_NoMemory();
         goto done;
     }
@@ -629,26 +640,17 @@ static PyObject *tables(PyObject *self, PyObject *args)
         if (any)
             step_key[n_steps++] = key;
     }
-    /* the ramps' (segment, sub-block) columns, in the segments' order */
-    int64_t n_ramp = 0;
-    for (int64_t i = 0; i < s_count; i++) {
-        const int64_t f = first[i] - start, l = last[i] - start;
-        if (last[i] <= first[i] || ramp_step[i] == 0.0 || f >= frames || l <= 0)
-            continue;
-        const int64_t lo = clip64(floor_div(f, m), 0, k_count - 1);
-        const int64_t hi = clip64(floor_div(l - 1, m), 0, k_count - 1);
-        for (int64_t k = lo; k <= hi; k++) {
-            ramp_entry[2 * n_ramp] = i;
-            ramp_entry[2 * n_ramp + 1] = k;
-            n_ramp++;
-        }
-    }
+    /* the ramps: a column in each sub-block [lo, hi] they touch, in the segments' order */
     for (int64_t k = 0; k < k_count; k++)
         counts[k] = 0;
     for (int64_t j = 0; j < n_steps; j++)
         counts[(step_key[j] % frames) / m]++;
-    for (int64_t j = 0; j < n_ramp; j++)
-        counts[ramp_entry[2 * j + 1]]++;
+    for (int64_t i = 0; i < s_count; i++) {
+        int64_t lo, hi;
+        if (ramp_columns(first[i] - start, last[i] - start, ramp_step[i], m, k_count, &lo, &hi))
+            for (int64_t k = lo; k <= hi; k++)
+                counts[k]++;
+    }
     int64_t fullest = 0;
     for (int64_t k = 0; k < k_count; k++)
         fullest = counts[k] > fullest ? counts[k] : fullest;
@@ -677,18 +679,23 @@ static PyObject *tables(PyObject *self, PyObject *args)
             for (int64_t o = 0; o < o_count; o++)
                 delta[c * p_count + o] = (float)sums[j * o_count + o];
         }
-        for (int64_t j = 0; j < n_ramp; j++) {
-            const int64_t i = ramp_entry[2 * j], k = ramp_entry[2 * j + 1];
+        for (int64_t i = 0; i < s_count; i++) {
             const int64_t f = first[i] - start, l = last[i] - start;
-            const int64_t c = k * width + counts[k]++;
-            const int64_t r_first = clip64(f - k * m, 0, m), r_last = clip64(l - k * m, 0, m);
-            c_track[c] = track[i];
-            rel_first[c] = (int32_t)r_first;
-            rel_last[c] = (int32_t)r_last;
-            p_first[c] = (float)(ramp_start[i] + (double)(k * m + r_first - f) * ramp_step[i]);
-            step[c] = (float)ramp_step[i];
-            for (int64_t o = 0; o < o_count; o++)
-                delta[c * p_count + o] = to[i * o_count + o] - from[i * o_count + o];
+            int64_t lo, hi;
+            if (!ramp_columns(f, l, ramp_step[i], m, k_count, &lo, &hi))
+                continue;
+            for (int64_t k = lo; k <= hi; k++) {
+                const int64_t c = k * width + counts[k]++;
+                const int64_t r_first = clip64(f - k * m, 0, m);
+                c_track[c] = track[i];
+                rel_first[c] = (int32_t)r_first;
+                rel_last[c] = (int32_t)clip64(l - k * m, 0, m);
+                p_first[c] = (float)(ramp_start[i] +
+                                     (double)(k * m + r_first - f) * ramp_step[i]);
+                step[c] = (float)ramp_step[i];
+                for (int64_t o = 0; o < o_count; o++)
+                    delta[c * p_count + o] = to[i * o_count + o] - from[i * o_count + o];
+            }
         }
         /* the gains at each sub-block's start */
         memset(base, 0, (size_t)views[BASE].len);
@@ -750,7 +757,6 @@ done:
     free(sums);
     free(cells);
     free(step_key);
-    free(ramp_entry);
     for (int j = 0; j < N_ARRAYS; j++)
         if (got & (1 << j))
             PyBuffer_Release(&views[j]);
