@@ -852,6 +852,29 @@ class Bw64Writer:
         if self._unflushed >= FLUSH_BYTES:
             self._flush_in_background()
 
+    @property
+    def pcm_bits(self) -> int | None:
+        """The bits of an integer PCM file's samples; None for float samples."""
+        return self._bits if self._tag == WAVE_FORMAT_PCM else None
+
+    def write_encoded(self, data, n_frames: int, clipped: int = 0) -> None:
+        """Append ``n_frames`` frames already encoded as :meth:`write` encodes them (the file's
+        little-endian samples: ``data`` a bytes-like object of ``n_frames`` times the frame's
+        bytes), of which ``clipped`` samples were clipped (added to
+        :attr:`clipped_samples`). For a faster encoder of the same format."""
+        if self._f is None:
+            raise self._err("writer is closed")
+        size = memoryview(data).nbytes
+        if n_frames < 0 or size != n_frames * self._block_align:
+            raise self._err(f"{size} bytes are not {n_frames} frames of "
+                            f"{self._block_align} bytes")
+        self._f.write(data)
+        self._frames += n_frames
+        self._clipped += int(clipped)
+        self._unflushed += size
+        if self._unflushed >= FLUSH_BYTES:
+            self._flush_in_background()
+
     def _flush_in_background(self) -> None:
         """Start sending the data written so far to the disk in another thread (one flush
         at a time; errors are left to the flush of :meth:`close`, which reports them)."""

@@ -41,6 +41,8 @@ STAGES = [  # (module, attribute path): what is timed when it exists
     ("adm.bw64", "Bw64Reader._decode_span"),
     ("adm.bw64", "Bw64Reader.sample_bytes"),
     ("adm.bw64", "Bw64Writer.write"),
+    ("adm.bw64", "Bw64Writer.write_encoded"),
+    ("renderer.render", "_encoded"),
     ("renderer.render", "channel_peaks"),
     ("renderer.binaural", "BinauralStage._sources"),
     ("renderer.binaural", "BinauralStage._call"),

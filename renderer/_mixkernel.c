@@ -31,6 +31,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -763,6 +764,188 @@ done:
     return result;
 }
 
+
+/* ---- encode ----------------------------------------------------------------------------
+ *
+ * encode(frames, bits, out, peaks) -> samples clipped, or -1
+ *
+ * The float32 frames (n, C) (C order) as little-endian integer PCM of `bits` (16 or 24) into
+ * out (n * C * bits / 8 bytes), as adm.bw64.Bw64Writer.write encodes them: each value times
+ * 2**(bits-1) in float32, rounded to nearest (ties to even), clipped to [-2**(bits-1),
+ * 2**(bits-1) - 1] (counted); and each channel's largest absolute value into peaks (float32
+ * (C,), where it is larger). -1 (nothing meant) where a value is not finite.
+ */
+
+static int64_t encode_plain(const float *x, int64_t count, int bits, uint8_t *out)
+{
+    const float scale = bits == 16 ? 32768.0f : 8388608.0f;
+    const float lo = -scale, hi = scale - 1.0f;
+    int64_t clipped = 0;
+    for (int64_t i = 0; i < count; i++) {
+        float y = rintf(x[i] * scale);
+        if (y < lo || y > hi) {
+            clipped++;
+            y = y < lo ? lo : hi;
+        }
+        const int32_t v = (int32_t)y;
+        out[0] = (uint8_t)v;
+        out[1] = (uint8_t)(v >> 8);
+        if (bits == 24)
+            out[2] = (uint8_t)(v >> 16);
+        out += bits / 8;
+    }
+    return clipped;
+}
+
+#ifdef HAVE_AVX2_PATH
+/* encode_plain eight values at a time (24-bit: the low three bytes of each 32-bit lane
+   gathered by a byte shuffle, twelve bytes a 128-bit half); the rest one by one. Writes up
+   to four bytes past a group's own (the next group's place, or the slack the caller left). */
+__attribute__((target("avx2,fma"))) static int64_t encode_avx2(const float *x, int64_t count,
+                                                               int bits, uint8_t *out)
+{
+    const float scale_value = bits == 16 ? 32768.0f : 8388608.0f;
+    const __m256 scale = _mm256_set1_ps(scale_value);
+    const __m256 lo = _mm256_set1_ps(-scale_value), hi = _mm256_set1_ps(scale_value - 1.0f);
+    const __m128i three = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    int64_t clipped = 0, i = 0;
+    const int width = bits / 8;
+    for (; i + 8 <= count - (bits == 24 ? 2 : 0); i += 8) {
+        __m256 y = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), scale),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const int outside = _mm256_movemask_ps(_mm256_or_ps(
+            _mm256_cmp_ps(y, lo, _CMP_LT_OQ), _mm256_cmp_ps(y, hi, _CMP_GT_OQ)));
+        clipped += __builtin_popcount((unsigned)outside);
+        y = _mm256_min_ps(_mm256_max_ps(y, lo), hi);
+        const __m256i v = _mm256_cvtps_epi32(y);
+        uint8_t *o = out + i * width;
+        if (bits == 16) {
+            const __m128i packed = _mm_packs_epi32(_mm256_castsi256_si128(v),
+                                                   _mm256_extracti128_si256(v, 1));
+            _mm_storeu_si128((__m128i *)o, packed);
+        } else {
+            _mm_storeu_si128((__m128i *)o, _mm_shuffle_epi8(_mm256_castsi256_si128(v), three));
+            _mm_storeu_si128((__m128i *)(o + 12),
+                             _mm_shuffle_epi8(_mm256_extracti128_si256(v, 1), three));
+        }
+    }
+    return clipped + encode_plain(x + i, count - i, bits, out + i * width);
+}
+#endif
+
+
+/* Each channel's largest absolute value (of values [first, first + count) of the frames'
+   flat sequence, `channels` a frame) into peaks where larger; whether all are finite. */
+static int peaks_plain(const float *x, int64_t count, int64_t channels, int64_t first,
+                       float *peaks)
+{
+    int finite = 1;
+    for (int64_t i = first; i < first + count; i++) {
+        const float a = fabsf(x[i]);
+        finite &= a <= 3.402823466e38f; /* false for NaN and infinities */
+        const int64_t c = i % channels;
+        peaks[c] = a > peaks[c] ? a : peaks[c];
+    }
+    return finite;
+}
+
+#ifdef HAVE_AVX2_PATH
+#define PEAK_VECTORS 16 /* runs of up to 128 values: a whole number of frames */
+
+/* peaks_plain in runs of L = lcm(channels, 8) values (at most PEAK_VECTORS vectors): lane j
+   of a run is always channel j mod channels. */
+__attribute__((target("avx2,fma"))) static int peaks_avx2(const float *x, int64_t n,
+                                                          int64_t channels, float *peaks)
+{
+    int64_t run = channels;
+    while (run % 8)
+        run += channels;
+    const int64_t count = n * channels;
+    if (run > 8 * PEAK_VECTORS)
+        return peaks_plain(x, count, channels, 0, peaks);
+    const int vectors = (int)(run / 8);
+    __m256 most[PEAK_VECTORS];
+    for (int v = 0; v < vectors; v++)
+        most[v] = _mm256_setzero_ps();
+    const __m256 sign = _mm256_set1_ps(-0.0f), largest = _mm256_set1_ps(3.402823466e38f);
+    __m256 bad = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + run <= count; i += run)
+        for (int v = 0; v < vectors; v++) {
+            const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i + 8 * v));
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, largest, _CMP_NLE_UQ));
+            most[v] = _mm256_max_ps(most[v], a);
+        }
+    float lanes[8 * PEAK_VECTORS];
+    for (int v = 0; v < vectors; v++)
+        _mm256_storeu_ps(lanes + 8 * v, most[v]);
+    for (int64_t j = 0; j < run; j++)
+        peaks[j % channels] = lanes[j] > peaks[j % channels] ? lanes[j] : peaks[j % channels];
+    const int finite = peaks_plain(x, count - i, channels, i, peaks);
+    return finite && !_mm256_movemask_ps(bad);
+}
+#endif
+
+static PyObject *encode(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *frames_object, *out_object, *peaks_object;
+    int bits;
+    if (!PyArg_ParseTuple(args, "OiOO", &frames_object, &bits, &out_object, &peaks_object))
+        return NULL;
+    if (bits != 16 && bits != 24) {
+        PyErr_SetString(PyExc_ValueError, "encode: 16 or 24 bits");
+        return NULL;
+    }
+    Py_buffer views[3];
+    PyObject *objects[3] = {frames_object, out_object, peaks_object};
+    int got = 0;
+    PyObject *result = NULL;
+    for (int j = 0; j < 3; j++) {
+        const int flags = j == 0 ? PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
+                                 : PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE;
+        if (PyObject_GetBuffer(objects[j], &views[j], flags) < 0)
+            goto done;
+        got |= 1 << j;
+    }
+    if (views[0].ndim != 2 || views[0].itemsize != 4 || strcmp(views[0].format, "f") != 0 ||
+        views[2].itemsize != 4 || strcmp(views[2].format, "f") != 0 ||
+        views[2].len != views[0].shape[1] * 4 ||
+        views[1].len != views[0].len / 4 * (bits / 8)) {
+        PyErr_SetString(PyExc_ValueError, "encode: frames float32 (n, C), out of n * C * "
+                        "bits / 8 bytes and peaks float32 (C,) expected");
+        goto done;
+    }
+    const float *x = views[0].buf;
+    const int64_t n = views[0].shape[0], channels = views[0].shape[1];
+    float *peaks = views[2].buf;
+    uint8_t *out = views[1].buf;
+    int64_t clipped = 0;
+    int finite = 1;
+    Py_BEGIN_ALLOW_THREADS
+#ifdef HAVE_AVX2_PATH
+    if (use_avx2)
+        finite = peaks_avx2(x, n, channels, peaks);
+    else
+#endif
+        finite = peaks_plain(x, n * channels, channels, 0, peaks);
+    if (finite) {
+#ifdef HAVE_AVX2_PATH
+        if (use_avx2)
+            clipped = encode_avx2(x, n * channels, bits, out);
+        else
+#endif
+            clipped = encode_plain(x, n * channels, bits, out);
+    }
+    Py_END_ALLOW_THREADS
+    result = PyLong_FromLongLong(finite ? clipped : -1);
+done:
+    for (int j = 0; j < 3; j++)
+        if (got & (1 << j))
+            PyBuffer_Release(&views[j]);
+    return result;
+}
+
 static int have_avx2 = 0;
 
 static PyObject *vectorised(PyObject *self, PyObject *unused)
@@ -788,6 +971,7 @@ static PyMethodDef methods[] = {
     {"mix", mix, METH_VARARGS, "Decode and mix sub-blocks of one batch (see the module)."},
     {"decode", decode, METH_VARARGS, "Decode frames to float32 as the mix does."},
     {"tables", tables, METH_VARARGS, "The tables of one batch's segments (see the module)."},
+    {"encode", encode, METH_VARARGS, "Float frames as 16- or 24-bit PCM bytes, with peaks."},
     {"vectorised", vectorised, METH_NOARGS, "Whether the AVX2 and FMA products are used."},
     {"use_vectors", use_vectors, METH_VARARGS,
      "Use the AVX2 path where the CPU has it, or not (for tests); returns whether it is."},

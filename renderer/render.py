@@ -47,6 +47,11 @@ from renderer.workers import (
     take_read_ahead,
 )
 
+try:  # the output encoding in C, where the package was built with it
+    from renderer import _mixkernel
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _mixkernel = None
+
 BINAURAL = "binaural"
 """Layout name of the two-channel headphone render (:mod:`renderer.binaural`)."""
 
@@ -350,6 +355,21 @@ def channel_peaks(frames: np.ndarray, rows: int = 128) -> np.ndarray:
                   wide.min(axis=0).reshape(rows, n_channels)]
     stacked = np.concatenate(parts)
     return np.maximum(stacked.max(axis=0), -stacked.min(axis=0))
+
+
+def _encoded(frames: np.ndarray, writer: Bw64Writer):
+    """(peaks (C,), the file's bytes, samples clipped) of ``frames`` (n, C) float32 for a 16-
+    or 24-bit ``writer``, encoded as :meth:`Bw64Writer.write` encodes them, by the native
+    kernel in one pass (``_mixkernel.encode``); None where it cannot (no kernel, another
+    format, a value that is not finite: :meth:`Bw64Writer.write` then reports it)."""
+    bits = writer.pcm_bits
+    if _mixkernel is None or bits not in (16, 24) or frames.dtype != np.float32:
+        return None
+    frames = np.ascontiguousarray(frames)
+    peaks = np.zeros(frames.shape[1], np.float32)
+    data = np.empty(frames.size * (bits // 8), np.uint8)
+    clipped = _mixkernel.encode(frames, bits, data, peaks)
+    return None if clipped < 0 else (peaks, data, clipped)
 
 
 SPLIT_PLANNING_MIN_BYTES = SPLIT_MIN_AXML_BYTES
@@ -770,14 +790,21 @@ def render_outputs(
                 if out.upmix is not None:
                     frames = frames @ out.upmix
                 report = out.report
-                np.maximum(report.peak, channel_peaks(frames), out=report.peak)
+                encoded = _encoded(frames, out.writer) if out.writer is not None else None
+                if encoded is not None:  # its peaks taken as it was encoded
+                    peaks, data, clipped = encoded
+                else:
+                    peaks = channel_peaks(frames)
+                np.maximum(report.peak, peaks, out=report.peak)
                 if out.writer is not None and fail_on_overload and np.any(report.peak > 1.0):
                     raise RenderError(
                         f"{out.request.path}: output overloaded on "
                         f"{', '.join(report.overloaded_channels)} (--fail-on-overload)")
                 if out.meter is not None:
                     out.meter.process(frames)
-                if out.writer is not None:
+                if encoded is not None:
+                    out.writer.write_encoded(data, len(frames), clipped)
+                elif out.writer is not None:
                     out.writer.write(frames)
 
             def finish(result, block: np.ndarray) -> None:

@@ -344,3 +344,76 @@ def test_native_tables_check_their_arguments():
         tables(outputs=3)
     with pytest.raises(ValueError):  # ends for other segments
         tables(fields[:2] + [fields[2][:-1]] + fields[3:])
+
+
+@native
+@pytest.mark.parametrize("bits", [16, 24])
+@pytest.mark.parametrize("channels", [1, 2, 12, 22, 40])
+def test_native_encoding_is_the_writers(tmp_path, bits, channels):
+    """The outputs' PCM encoding in C: the bytes the writer's numpy encoding gives (values
+    scaled by 2**(bits-1), rounded half to even, clipped and counted), for lengths that end
+    inside a vector, with ties, full scale and overloads; each channel's peak; -1 for a value
+    that is not finite."""
+    from renderer import _mixkernel
+
+    rng = np.random.default_rng(channels)
+    scale = 2.0 ** (bits - 1)
+    for n in (0, 1, 3, 7, 1001):
+        x = (0.7 * rng.standard_normal((n, channels))).astype(np.float32)
+        special = [1.5, -1.2, 0.5 / scale, 2.5 / scale, -1.0, (scale - 0.5) / scale]
+        x.flat[:min(len(special), x.size)] = special[:x.size]
+        writer = Bw64Writer(tmp_path / f"o{n}.wav", SR, channels, bit_depth=bits)
+        expected = bytes(writer._encode(x))
+        writer.abort()
+        y = np.rint(x.astype(np.float64) * scale)
+        out = np.empty(x.size * bits // 8, np.uint8)
+        peaks = np.zeros(channels, np.float32)
+        clipped = _mixkernel.encode(x, bits, out, peaks)
+        assert out.tobytes() == expected
+        assert clipped == np.count_nonzero((y < -scale) | (y > scale - 1))
+        np.testing.assert_array_equal(peaks, np.abs(x).max(axis=0) if n else 0.0)
+    for bad in (np.nan, np.inf):
+        x = np.zeros((50, channels), np.float32)
+        x[37, channels - 1] = bad
+        assert _mixkernel.encode(x, bits, np.empty(x.size * bits // 8, np.uint8),
+                                 np.zeros(channels, np.float32)) == -1
+    with pytest.raises(ValueError):  # a buffer of another size
+        _mixkernel.encode(np.zeros((4, channels), np.float32), bits,
+                          np.empty(4 * channels * bits // 8 + 1, np.uint8),
+                          np.zeros(channels, np.float32))
+
+
+@native
+def test_outputs_encoded_in_c_are_the_writers(tmp_path, monkeypatch):
+    """A 24-bit render (its output encoded by the kernel) is the render whose writer encodes
+    the samples, byte for byte, with the same peaks and clipped samples (the output gain
+    overloads it)."""
+    import renderer.render as render
+
+    scene = _scene(tmp_path, 24)
+    reports = {}
+    for native_encoding in (True, False):
+        if not native_encoding:
+            monkeypatch.setattr(render, "_mixkernel", None)
+        out = tmp_path / f"{native_encoding}.wav"
+        reports[native_encoding] = render.render_outputs(
+            scene, [OutputRequest(out, "5.1")], output_gain_db=24.0)[0]
+    a, b = reports[True], reports[False]
+    assert (tmp_path / "True.wav").read_bytes() == (tmp_path / "False.wav").read_bytes()
+    np.testing.assert_array_equal(a.peak, b.peak)
+    assert a.clipped_samples == b.clipped_samples > 0
+
+
+@native
+def test_encoded_frames_are_appended_as_given(tmp_path):
+    writer = Bw64Writer(tmp_path / "e.wav", SR, 2, bit_depth=16)
+    writer.write_encoded(np.arange(8, dtype="<i2").tobytes(), 4, clipped=3)
+    with pytest.raises(Bw64Error):  # not a whole number of frames
+        writer.write_encoded(b"\0" * 6, 2)
+    writer.write(np.array([[0.5, -0.5]], np.float32))
+    assert writer.clipped_samples == 3 and writer.pcm_bits == 16
+    writer.close()
+    with Bw64Reader(tmp_path / "e.wav") as reader:
+        np.testing.assert_array_equal(reader.read_raw(0, 4).view("<i2").reshape(-1),
+                                      np.arange(8))
+        np.testing.assert_array_equal(reader.read(4, 1), [[0.5, -0.5]])
