@@ -1,6 +1,6 @@
 /* The binaural renderer's hot loops in C: the filter updates
- * (renderer.binaural._FilterBank.place) and the per-bin products of the convolution
- * (renderer.binaural._NumpyOps.matmul).
+ * (renderer.binaural._FilterBank.place), the per-bin products of the convolution
+ * (renderer.binaural._NumpyOps.matmul) and its source rows (BinauralStage._sources).
  *
  * place(v, hint, inverses, triangles, delays, spectra, fft_size, n_coarse, fine, dest, rows,
  *       tri)
@@ -594,7 +594,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_binaural",
-    "The binaural renderer's filter updates and convolution products (see "
+    "The binaural renderer's filter updates, convolution products and source rows (see "
     "renderer/_binaural.c).", -1,
     methods, NULL, NULL, NULL, NULL,
 };

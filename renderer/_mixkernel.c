@@ -22,8 +22,8 @@
  *
  * decode(raw, first_byte, n_frames, encoding, n_tracks, out) gives the decoded samples
  * themselves (float32 (n_frames, n_tracks)); tables(...) makes the tables above from the
- * segments overlapping a batch (see its section below); use_vectors(flag) turns the AVX2 path
- * off and on (for tests).
+ * segments overlapping a batch and encode(...) the outputs' 16- and 24-bit PCM (see their
+ * sections below); use_vectors(flag) turns the AVX2 path off and on (for tests).
  *
  * On x86-64 with AVX2 and FMA (checked when the module is loaded) the products use 8-float
  * vectors (and one of 4 floats); elsewhere the plain loops below, which the compiler
@@ -488,8 +488,8 @@ static PyObject *decode(PyObject *self, PyObject *args)
  * add nothing.
  *
  * The width needed is the columns of the fullest sub-block rounded up to a power of two (at
- * least 16). Where it is not `width`, nothing is written: call again with arrays of that
- * width. Arrays written (C order): base_gains float32 (K, T, P); column_track, rel_first,
+ * least 16). Where it is not `width`, only counts is written: call again with arrays of
+ * that width. Arrays written (C order): base_gains float32 (K, T, P); column_track, rel_first,
  * rel_last int32 (K, width); p_first, step float32 (K, width); delta float32 (K, width, P);
  * counts int64 (K,); P >= O outputs, those past O zero (the kernel's padding).
  */
