@@ -244,16 +244,21 @@ class Mixer:
         """Decode ``n`` frames of the file's bytes (as :meth:`dispatch_bytes` takes them)
         into ``out`` (n, the file's channels) float32 with the native kernel's decoding, in
         its threads."""
+        for part in self.start_decoding(data, first_byte, n, encoding, out):
+            part.result()
+
+    def start_decoding(self, data, first_byte: int, n: int, encoding: str,
+                       out: np.ndarray) -> list[Future]:
+        """:meth:`decode_bytes` started in the kernel's threads: the parts being decoded
+        (``out`` and ``data`` are in use until they are done)."""
         if not self.native:
             raise ValueError("this mixer does not use the native kernel")
         code, width = _NATIVE_ENCODINGS[encoding]
         channels = out.shape[1]  # the mixer's tracks may add delayed copies of some
-        futures = [self._threads().submit(_mixkernel.decode, data,
-                                          first_byte + a * channels * width, b - a, code,
-                                          channels, out[a:b])
-                   for a, b in _spans(n, available_cpus())]
-        for future in futures:
-            future.result()
+        return [self._threads().submit(_mixkernel.decode, data,
+                                       first_byte + a * channels * width, b - a, code,
+                                       channels, out[a:b])
+                for a, b in _spans(n, available_cpus())]
 
     def _threads(self) -> ThreadPoolExecutor:
         """The native kernel's worker threads (started when first needed)."""

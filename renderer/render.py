@@ -398,14 +398,38 @@ def _mixed_from_the_file(reader: Bw64Reader, mixer: Mixer):
 
 def _decoded_from_the_file(reader: Bw64Reader, mixer: Mixer):
     """Each batch of the file's frames as float32 (frames, channels), decoded by ``mixer``'s
-    native kernel from the file's bytes."""
-    for n, data, first_byte, release in _file_batches(reader, mixer.frames_per_call):
-        tracks = aligned_empty((n, reader.channels), np.float32)
+    native kernel from the file's bytes; the next batch is decoded while the caller uses
+    one."""
+    pending: deque = deque()  # (tracks, parts being decoded, release)
+
+    def finished():
+        tracks, parts, release = pending.popleft()
         try:
-            mixer.decode_bytes(data, first_byte, n, reader.raw_encoding, tracks)
+            for part in parts:
+                part.result()
         finally:
             release()
-        yield tracks
+        return tracks
+
+    try:
+        for n, data, first_byte, release in _file_batches(reader, mixer.frames_per_call):
+            tracks = aligned_empty((n, reader.channels), np.float32)
+            try:
+                parts = mixer.start_decoding(data, first_byte, n, reader.raw_encoding, tracks)
+            except BaseException:
+                release()
+                raise
+            pending.append((tracks, parts, release))
+            if len(pending) > 1:
+                yield finished()
+        while pending:
+            yield finished()
+    finally:
+        while pending:  # stopped early: the parts still running are waited for
+            try:
+                finished()
+            except Exception:  # noqa: BLE001 - the error that stopped the caller is reported
+                pass
 
 
 def _split_planning(reader: Bw64Reader) -> bool:

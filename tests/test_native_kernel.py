@@ -12,6 +12,7 @@ from adm.bw64 import Bw64Error, Bw64Reader, Bw64Writer
 from adm.model import CartesianPosition, JumpPosition, ObjectsBlock, PolarPosition
 from renderer import engine
 from renderer.render import OutputRequest, render_outputs
+from renderer.timing import Segments
 
 native = pytest.mark.skipif(not engine.native_kernel_available(),
                             reason="the native mixing kernel is not built")
@@ -417,3 +418,33 @@ def test_encoded_frames_are_appended_as_given(tmp_path):
         np.testing.assert_array_equal(reader.read_raw(0, 4).view("<i2").reshape(-1),
                                       np.arange(8))
         np.testing.assert_array_equal(reader.read(4, 1), [[0.5, -0.5]])
+
+
+@native
+def test_tracks_decoded_ahead_are_the_files_and_released_when_stopped(tmp_path):
+    """The binaural path's decoded batches (each decoded while the one before it is used)
+    are the file's samples in order; a caller that stops early leaves nothing mapped."""
+    from renderer.render import _decoded_from_the_file
+
+    scene = _scene(tmp_path, 24)
+    with Bw64Reader(scene) as reader:
+        expected = reader.read()
+        mixer = engine.Mixer(Segments.concatenate([], 2), 2, reader.channels, 64, 8)
+        try:
+            batches = list(_decoded_from_the_file(reader, mixer))
+            np.testing.assert_array_equal(np.concatenate(batches), expected)
+            assert len(batches) == -(-reader.frames // mixer.frames_per_call) > 2
+            released = []
+            original = reader.sample_bytes
+
+            def counted(*args):
+                data, first, release = original(*args)
+                return data, first, lambda: (released.append(1), release())
+
+            reader.sample_bytes = counted
+            stopped = _decoded_from_the_file(reader, mixer)
+            next(stopped)
+            stopped.close()  # the batch decoded ahead is waited for and released
+            assert len(released) == 2
+        finally:
+            mixer.close()
