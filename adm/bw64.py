@@ -847,10 +847,7 @@ class Bw64Writer:
         step = max(1, (1 << 18) // self._channels)  # convert ~256k samples at a time
         for i in range(0, x.shape[0], step):
             self._f.write(self._encode(x[i : i + step]))
-        self._frames += x.shape[0]
-        self._unflushed += x.shape[0] * self._block_align
-        if self._unflushed >= FLUSH_BYTES:
-            self._flush_in_background()
+        self._written(x.shape[0])
 
     @property
     def pcm_bits(self) -> int | None:
@@ -869,9 +866,14 @@ class Bw64Writer:
             raise self._err(f"{size} bytes are not {n_frames} frames of "
                             f"{self._block_align} bytes")
         self._f.write(data)
-        self._frames += n_frames
         self._clipped += int(clipped)
-        self._unflushed += size
+        self._written(n_frames)
+
+    def _written(self, n_frames: int) -> None:
+        """Count ``n_frames`` frames just written; start a background flush every
+        :data:`FLUSH_BYTES`."""
+        self._frames += n_frames
+        self._unflushed += n_frames * self._block_align
         if self._unflushed >= FLUSH_BYTES:
             self._flush_in_background()
 

@@ -227,15 +227,12 @@ class Mixer:
         if not self.native:
             raise ValueError("this mixer does not use the native kernel")
         width = -(-self.n_outputs // 4) * 4  # the kernel's vectors of 8 (and 4) outputs
-        tables = self._tables(n, width)
-        base_gains, delta = tables.base_gains, tables.delta
+        tables = self._tables(n, width)  # made in C: contiguous, as the kernel takes them
         out = np.empty((self.frames_per_call, width), np.float32)
-        counts = np.ascontiguousarray(tables.counts, np.int64)
         code, _ = _NATIVE_ENCODINGS[encoding]
         futures = [self._threads().submit(
-            _mixkernel.mix, data, first_byte, n, code, self.n_tracks, self.sub_block,
-            base_gains, tables.track, tables.rel_first, tables.rel_last, tables.p_first,
-            tables.step, delta, counts, k0, k1, out)
+            _mixkernel.mix, data, first_byte, n, code, self.n_tracks, self.sub_block, *tables,
+            k0, k1, out)
             for k0, k1 in _spans(self.sub_blocks, 2 * available_cpus())]
         return PendingMix(out[:, :self.n_outputs], futures, done)
 
@@ -274,24 +271,18 @@ class Mixer:
 
     def _tables(self, n: int, outputs: int | None = None) -> MixTables:
         """The tables of the next batch of ``n`` frames; the mixer moves on to the batch
-        after it. ``outputs``: the gain columns of base_gains and delta, at least
-        ``n_outputs`` (those past it zero: the native kernel's padding). Made in C with the
-        native kernel (``_mixkernel.tables``), else by :meth:`_tables_numpy`."""
+        after it. ``outputs``: the native kernel's gain columns of base_gains and delta, at
+        least ``n_outputs`` (those past it zero: its padding). Made in C with the native
+        kernel (``_mixkernel.tables``), else by :meth:`_tables_numpy`."""
         start = self._position
         self._position += n
         # the segments overlapping frames [start, start + n) (the sweep goes forward in time)
         self._window.take(start + n)
         self._window.drop(start)
         segs = self._window.segments
-        outputs = self.n_outputs if outputs is None else outputs
         if not self.native:
-            tables = self._tables_numpy(segs, start)
-            if outputs == self.n_outputs:
-                return tables
-            pad = ((0, 0), (0, 0), (0, outputs - self.n_outputs))
-            return tables._replace(base_gains=np.pad(tables.base_gains, pad),
-                                   delta=np.pad(tables.delta, pad))
-        return self._tables_native(segs, start, outputs)
+            return self._tables_numpy(segs, start)
+        return self._tables_native(segs, start, self.n_outputs if outputs is None else outputs)
 
     def _tables_native(self, segs: Segments, start: int, outputs: int) -> MixTables:
         """:meth:`_tables` in C (``_mixkernel.tables``), from the segments ``segs``
