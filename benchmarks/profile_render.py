@@ -32,7 +32,7 @@ STAGES = [  # (module, attribute path): what is timed when it exists
     ("renderer.render", "build_gain_plan"),
     ("renderer.engine", "Mixer.dispatch"),
     ("renderer.engine", "Mixer.dispatch_bytes"),
-    ("renderer.engine", "Mixer.decode_bytes"),
+    ("renderer.engine", "Mixer.start_decoding"),
     ("renderer.engine", "Mixer._tables"),
     ("renderer._mixkernel", "mix"),
     ("renderer.engine", "PendingMix.__array__"),

@@ -25,7 +25,8 @@ mixes them, four frames at a time, in worker threads: no float32 copy of the inp
 through memory, and the products run at the CPU's vector width (numpy's decoding and XLA's
 CPU code for these small products took about three times its CPU time, benchmarks/README.md).
 Without it, or on an accelerator, the JAX kernel runs. Where the tracks themselves are needed
-(binaural outputs, Matrix delays), the kernel's decoding gives them (:meth:`Mixer.decode_bytes`).
+(binaural outputs, Matrix delays), the kernel's decoding gives them
+(:meth:`Mixer.start_decoding`).
 
 Segments are swept in time order, taken from their source (:mod:`renderer.segment_store`) as
 the mix reaches them and dropped when they end, so the mixer holds only the segments playing
@@ -236,18 +237,12 @@ class Mixer:
             for k0, k1 in _spans(self.sub_blocks, 2 * available_cpus())]
         return PendingMix(out[:, :self.n_outputs], futures, done)
 
-    def decode_bytes(self, data, first_byte: int, n: int, encoding: str,
-                     out: np.ndarray) -> None:
-        """Decode ``n`` frames of the file's bytes (as :meth:`dispatch_bytes` takes them)
-        into ``out`` (n, the file's channels) float32 with the native kernel's decoding, in
-        its threads."""
-        for part in self.start_decoding(data, first_byte, n, encoding, out):
-            part.result()
-
     def start_decoding(self, data, first_byte: int, n: int, encoding: str,
                        out: np.ndarray) -> list[Future]:
-        """:meth:`decode_bytes` started in the kernel's threads: the parts being decoded
-        (``out`` and ``data`` are in use until they are done)."""
+        """Start decoding ``n`` frames of the file's bytes (as :meth:`dispatch_bytes` takes
+        them) into ``out`` (n, the file's channels) float32 with the native kernel's decoding,
+        in its threads: the parts being decoded (``out`` and ``data`` are in use until they
+        are done)."""
         if not self.native:
             raise ValueError("this mixer does not use the native kernel")
         code, width = _NATIVE_ENCODINGS[encoding]

@@ -252,7 +252,9 @@ def test_kernel_decoding_of_tracks_equals_the_readers(tmp_path, bits, sample_for
         expected = reader.read()
         data, first, release = reader.sample_bytes(0, reader.frames)
         out = np.full(expected.shape, np.nan, np.float32)
-        mixer.decode_bytes(data, first, reader.frames, reader.raw_encoding, out)
+        for part in mixer.start_decoding(data, first, reader.frames, reader.raw_encoding,
+                                         out):
+            part.result()
         release()
     mixer.close()
     np.testing.assert_array_equal(out, expected)
