@@ -917,21 +917,27 @@ class BinauralStage:
     def _extend(self, n: int) -> np.ndarray:
         """Lengthen :attr:`buffer` (rows, frames) by ``n`` frames (not initialised) and return
         them (rows, n): the buffer is a view of a larger storage, moved to its start when the
-        storage's end is reached (no copy of the whole buffer at every call)."""
+        storage's end is reached. The storage holds four times what the buffer needs when it
+        grows, so the buffer is moved once every few calls, to a place it does not overlap
+        (numpy would copy an overlapping move twice)."""
         used = self.buffer.shape[1]
         capacity = self._storage.shape[1]
         if self._offset + used + n > capacity:
             storage = self._storage
-            if used + n > capacity:
-                storage = np.empty((self.n_rows, max(2 * capacity, used + n)), np.float32)
-            storage[:, :used] = self.buffer  # overlapping moves are buffered by numpy
+            if 2 * (used + n) > capacity:
+                storage = np.empty((self.n_rows, max(2 * capacity, 4 * (used + n))), np.float32)
+            storage[:, :used] = self.buffer
             self._storage, self._offset = storage, 0
         self.buffer = self._storage[:, self._offset:self._offset + used + n]
         return self.buffer[:, used:]
 
     def process(self, mixed: np.ndarray, tracks: np.ndarray) -> np.ndarray:
-        """mixed (n, mixer width), tracks (n, >= n_tracks) float32 -> (m, 2) float32."""
-        tracks = np.ascontiguousarray(tracks, np.float32)
+        """mixed (n, mixer width), tracks (n, >= n_tracks) float32 -> (m, 2) float32. The
+        tracks in C order, or each track's frames contiguous (as the render decodes them for
+        headphone outputs only)."""
+        tracks = np.asarray(tracks, np.float32)
+        if not (tracks.flags.c_contiguous or tracks.strides[0] == tracks.itemsize):
+            tracks = np.ascontiguousarray(tracks)
         self._sources(tracks, self.frames_in, self._extend(len(tracks)))
         self.frames_in += len(tracks)
         if self.n_virtual:
