@@ -38,8 +38,11 @@
  * rows(tracks, columns, gains, out)
  *
  * out[p, f] = tracks[f, columns[p]] * gains[p]: the source signals of the convolution, rows of
- * the decoded tracks' columns (float32 (n, T) C order; columns int64 (P,); gains float32 (P,);
- * out float32 (P, n), its frames contiguous), FRAMES frames at a time.
+ * the decoded tracks' columns (float32 (n, T), any strides; columns int64 (P,); gains float32
+ * (P,); out float32 (P, n), its frames contiguous). Tracks in C order (a frame's samples
+ * together) are read FRAMES frames at a time; tracks laid out track by track (the transpose
+ * of a C-order (T, n) array, as the decoding writes them for headphone outputs) a row at a
+ * time.
  *
  * The interpreter's lock is released while they run.
  */
@@ -512,8 +515,9 @@ static PyObject *rows(PyObject *self, PyObject *args)
     int got = 0;
     PyObject *result = NULL;
     for (int j = 0; j < 4; j++) {
-        const int flags = j == 3 ? PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE
-                                 : PyBUF_C_CONTIGUOUS | PyBUF_FORMAT;
+        const int flags = j == 3   ? PyBUF_STRIDES | PyBUF_FORMAT | PyBUF_WRITABLE
+                          : j == 0 ? PyBUF_STRIDES | PyBUF_FORMAT
+                                   : PyBUF_C_CONTIGUOUS | PyBUF_FORMAT;
         if (PyObject_GetBuffer(objects[j], &views[j], flags) < 0)
             goto done;
         got |= 1 << j;
@@ -535,7 +539,8 @@ static PyObject *rows(PyObject *self, PyObject *args)
     const Py_ssize_t n = views[0].shape[0], t_count = views[0].shape[1];
     const Py_ssize_t p_count = views[1].shape[0];
     if (views[2].shape[0] != p_count || views[3].shape[0] != p_count ||
-        views[3].shape[1] != n || views[3].strides[1] != 4 || views[3].strides[0] % 4) {
+        views[3].shape[1] != n || views[3].strides[1] != 4 || views[3].strides[0] % 4 ||
+        views[0].strides[0] % 4 || views[0].strides[1] % 4) {
         PyErr_SetString(PyExc_ValueError, "rows: sizes");
         goto done;
     }
@@ -549,15 +554,27 @@ static PyObject *rows(PyObject *self, PyObject *args)
     const float *tracks = views[0].buf, *gains = views[2].buf;
     float *out = views[3].buf;
     const Py_ssize_t out_row = views[3].strides[0] / 4;
+    /* strides of the tracks, in floats: from one frame to the next, one track to the next */
+    const Py_ssize_t frame = views[0].strides[0] / 4, track = views[0].strides[1] / 4;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t f0 = 0; f0 < n; f0 += FRAMES) {
-        const Py_ssize_t f1 = f0 + FRAMES < n ? f0 + FRAMES : n;
+    if (frame == 1) { /* track by track: each row is read in one contiguous run */
         for (Py_ssize_t p = 0; p < p_count; p++) {
-            const float *x = tracks + columns[p];
+            const float *x = tracks + columns[p] * track;
             const float g = gains[p];
             float *o = out + p * out_row;
-            for (Py_ssize_t f = f0; f < f1; f++)
-                o[f] = x[f * t_count] * g;
+            for (Py_ssize_t f = 0; f < n; f++)
+                o[f] = x[f] * g;
+        }
+    } else {
+        for (Py_ssize_t f0 = 0; f0 < n; f0 += FRAMES) {
+            const Py_ssize_t f1 = f0 + FRAMES < n ? f0 + FRAMES : n;
+            for (Py_ssize_t p = 0; p < p_count; p++) {
+                const float *x = tracks + columns[p] * track;
+                const float g = gains[p];
+                float *o = out + p * out_row;
+                for (Py_ssize_t f = f0; f < f1; f++)
+                    o[f] = x[f * frame] * g;
+            }
         }
     }
     Py_END_ALLOW_THREADS

@@ -21,7 +21,8 @@
  * released while it runs, so several threads mix several ranges of sub-blocks at once.
  *
  * decode(raw, first_byte, n_frames, encoding, n_tracks, out) gives the decoded samples
- * themselves (float32 (n_frames, n_tracks)); tables(...) makes the tables above from the
+ * themselves (float32 (n_frames, n_tracks): C order, or each track's frames contiguous, the
+ * transpose of a (n_tracks, n) array, written TILE frames at a time); tables(...) makes the tables above from the
  * segments overlapping a batch and encode(...) the outputs' 16- and 24-bit PCM (see their
  * sections below); use_vectors(flag) turns the AVX2 path off and on (for tests).
  *
@@ -419,6 +420,78 @@ done:
 /* decode(raw, first_byte, n_frames, encoding, n_tracks, out): the samples of frames
    [0, n_frames) (raw, first_byte and encoding as for mix) into float32 out (n_frames,
    n_tracks), as the mix decodes them. */
+#define TILE 32 /* frames decoded together before they are written track by track */
+
+/* Tracks [t0, t_count) of frames [0, count) of a tile (count frames of t_count samples) into
+   out[t * row + f], one by one. */
+static void tile_by_tracks(const float *tile, int t_count, int count, int t0, float *out,
+                           Py_ssize_t row)
+{
+    for (int t = t0; t < t_count; t++) {
+        float *o = out + t * row;
+        for (int r = 0; r < count; r++)
+            o[r] = tile[(size_t)r * t_count + t];
+    }
+}
+
+#ifdef HAVE_AVX2_PATH
+/* tile_by_tracks of a whole tile (TILE frames), eight tracks of eight frames at a time turned
+   by an 8 x 8 transpose in registers; returns the first track not written */
+__attribute__((target("avx2,fma"))) static int tile_by_tracks_avx2(
+    const float *tile, int t_count, float *out, Py_ssize_t row)
+{
+    int t0 = 0;
+    for (; t0 + 8 <= t_count; t0 += 8) {
+        for (int r0 = 0; r0 < TILE; r0 += 8) {
+            __m256 v[8], pairs[8], quads[8];
+            for (int i = 0; i < 8; i++)
+                v[i] = _mm256_loadu_ps(tile + (size_t)(r0 + i) * t_count + t0);
+            /* frames i, i + 1 interleaved; then four frames together in each half */
+            for (int i = 0; i < 8; i += 2) {
+                pairs[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+                pairs[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+            }
+            for (int i = 0; i < 8; i += 4) {
+                quads[i] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0x44);
+                quads[i + 1] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0xEE);
+                quads[i + 2] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0x44);
+                quads[i + 3] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0xEE);
+            }
+            /* track j: the low (j < 4) or high halves of quads[j % 4] and quads[4 + j % 4] */
+            for (int j = 0; j < 4; j++) {
+                _mm256_storeu_ps(out + (t0 + j) * row + r0,
+                                 _mm256_permute2f128_ps(quads[j], quads[4 + j], 0x20));
+                _mm256_storeu_ps(out + (t0 + 4 + j) * row + r0,
+                                 _mm256_permute2f128_ps(quads[j], quads[4 + j], 0x31));
+            }
+        }
+    }
+    return t0;
+}
+#endif
+
+/* The frames of batch b decoded into out[t * row + f] (track by track), TILE frames at a time
+   through `tile` (TILE * n_tracks floats), where they are decoded frame by frame. */
+static void decode_by_tracks(const Batch *b, float *tile, float *out, Py_ssize_t row)
+{
+    const int t_count = b->n_tracks;
+    for (int64_t f0 = 0; f0 < b->n_frames; f0 += TILE) {
+        const int count = b->n_frames - f0 < TILE ? (int)(b->n_frames - f0) : TILE;
+        int t0 = 0;
+#ifdef HAVE_AVX2_PATH
+        if (use_avx2) {
+            for (int r = 0; r < count; r++)
+                decode_frame_avx2(b, f0 + r, tile + (size_t)r * t_count);
+            if (count == TILE)
+                t0 = tile_by_tracks_avx2(tile, t_count, out + f0, row);
+        } else
+#endif
+            for (int r = 0; r < count; r++)
+                decode_frame(b, f0 + r, tile + (size_t)r * t_count);
+        tile_by_tracks(tile, t_count, count, t0, out + f0, row);
+    }
+}
+
 static PyObject *decode(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -439,36 +512,53 @@ static PyObject *decode(PyObject *self, PyObject *args)
     Py_buffer raw, out;
     if (PyObject_GetBuffer(raw_object, &raw, PyBUF_SIMPLE) < 0)
         return NULL;
-    if (PyObject_GetBuffer(out_object, &out, PyBUF_WRITABLE) < 0) {
+    if (PyObject_GetBuffer(out_object, &out, PyBUF_STRIDES | PyBUF_WRITABLE) < 0) {
         PyBuffer_Release(&raw);
         return NULL;
     }
     PyObject *result = NULL;
-    if (raw.len < b.first_byte + b.n_frames * b.n_tracks * bytes ||
-        out.len < b.n_frames * b.n_tracks * 4) {
+    /* out: C-contiguous, frame after frame; or (n_frames, n_tracks) track by track, the
+       transpose of a C-order (n_tracks, row) array */
+    const int by_tracks = !PyBuffer_IsContiguous(&out, 'C');
+    const Py_ssize_t row = by_tracks && out.ndim == 2 ? out.strides[1] / 4 : 0;
+    float *tile = NULL;
+    if (raw.len < b.first_byte + b.n_frames * b.n_tracks * bytes) {
         PyErr_SetString(PyExc_ValueError, "decode: buffer sizes");
+    } else if (!by_tracks && out.len < b.n_frames * b.n_tracks * 4) {
+        PyErr_SetString(PyExc_ValueError, "decode: buffer sizes");
+    } else if (by_tracks && (out.ndim != 2 || out.itemsize != 4 || out.shape[0] != b.n_frames ||
+                             out.shape[1] != b.n_tracks || out.strides[0] != 4 ||
+                             out.strides[1] % 4 != 0 || row < b.n_frames)) {
+        PyErr_SetString(PyExc_ValueError, "decode: out must be contiguous, or (frames, tracks) "
+                        "with each track's frames contiguous");
+    } else if (by_tracks &&
+               (tile = malloc(sizeof(float) * TILE * (size_t)b.n_tracks)) == NULL) {
+        PyErr_NoMemory();
     } else {
         b.raw = raw.buf;
         b.raw_len = raw.len;
         float *x = out.buf;
         Py_BEGIN_ALLOW_THREADS
-        for (int64_t f = 0; f < b.n_frames; f++) {
+        if (by_tracks)
+            decode_by_tracks(&b, tile, x, row);
+        else
+            for (int64_t f = 0; f < b.n_frames; f++) {
 #ifdef HAVE_AVX2_PATH
-            if (use_avx2)
-                decode_frame_avx2(&b, f, x + f * b.n_tracks);
-            else
+                if (use_avx2)
+                    decode_frame_avx2(&b, f, x + f * b.n_tracks);
+                else
 #endif
-                decode_frame(&b, f, x + f * b.n_tracks);
-        }
+                    decode_frame(&b, f, x + f * b.n_tracks);
+            }
         Py_END_ALLOW_THREADS
         result = Py_None;
         Py_INCREF(result);
     }
+    free(tile);
     PyBuffer_Release(&raw);
     PyBuffer_Release(&out);
     return result;
 }
-
 
 /* ---- tables ---------------------------------------------------------------------------
  *

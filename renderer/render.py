@@ -396,10 +396,13 @@ def _mixed_from_the_file(reader: Bw64Reader, mixer: Mixer):
                np.empty((n, 0), np.float32))
 
 
-def _decoded_from_the_file(reader: Bw64Reader, mixer: Mixer):
+def _decoded_from_the_file(reader: Bw64Reader, mixer: Mixer, by_tracks: bool = False):
     """Each batch of the file's frames as float32 (frames, channels), decoded by ``mixer``'s
     native kernel from the file's bytes; the next batch is decoded while the caller uses
-    one."""
+    one. ``by_tracks``: each channel's frames contiguous (the transpose of a C-order
+    (channels, frames) array), as the headphone stage takes its source rows; its rows are
+    padded so that they do not start a whole number of pages apart (128 rows that do share
+    the cache's sets)."""
     pending: deque = deque()  # (tracks, parts being decoded, release)
 
     def finished():
@@ -413,7 +416,11 @@ def _decoded_from_the_file(reader: Bw64Reader, mixer: Mixer):
 
     try:
         for n, data, first_byte, release in _file_batches(reader, mixer.frames_per_call):
-            tracks = aligned_empty((n, reader.channels), np.float32)
+            if by_tracks:
+                row = -(-n // 16) * 16 + 16  # floats
+                tracks = aligned_empty((reader.channels, row), np.float32)[:, :n].T
+            else:
+                tracks = aligned_empty((n, reader.channels), np.float32)
             try:
                 parts = mixer.start_decoding(data, first_byte, n, reader.raw_encoding, tracks)
             except BaseException:
@@ -852,8 +859,10 @@ def render_outputs(
             if mixer.native and encoding is not None:
                 if total and not host_tracks:
                     blocks, encoding = _mixed_from_the_file(reader, mixer), "native"
-                else:  # the tracks decoded by the kernel's decoding
-                    blocks, encoding = _decoded_from_the_file(reader, mixer), "float"
+                else:  # the tracks decoded by the kernel's decoding; track by track where
+                    # only the headphone stages take them (they read each track's frames)
+                    blocks, encoding = _decoded_from_the_file(
+                        reader, mixer, by_tracks=not total and not delayed_tracks), "float"
             elif encoding is None or mixer.native or jax.default_backend() == "cpu" \
                     or host_tracks:
                 blocks, encoding = reader.iter_blocks(mixer.frames_per_call), "float"

@@ -601,6 +601,12 @@ def test_native_rows_are_the_tracks_columns_scaled():
     np.testing.assert_array_equal(buffer[1:5, 20:170], (tracks[:, columns] * gains).T)
     assert (buffer[[0, 5]] == 9.0).all() and (buffer[:, :20] == 9.0).all()
     assert (buffer[:, 170:] == 9.0).all()
+    # the tracks laid out track by track (each track's frames contiguous, rows padded)
+    by_tracks = np.full((7, 160), np.nan, np.float32)
+    by_tracks[:, :150] = tracks.T
+    again = np.full((6, 200), 9.0, np.float32)
+    binaural._native.rows(by_tracks[:, :150].T, columns, gains, again[1:5, 20:170])
+    np.testing.assert_array_equal(again, buffer)
     with pytest.raises(ValueError):  # a column that is not there
         binaural._native.rows(tracks, np.array([7], np.int64), gains[:1], buffer[:1, :150])
     with pytest.raises(ValueError):  # fewer frames out than in

@@ -20,6 +20,7 @@ from adm.bw64 import Bw64Reader
 from adm.items import select_items
 from adm.model import CartesianPosition
 from renderer.binaural import render_binaural_array
+from renderer.engine import native_kernel_available
 from renderer.hrtf import HrtfSet
 from renderer.render import read_adm, render_file
 
@@ -44,10 +45,10 @@ def _write(path, builder: AdmBuilder, audio: np.ndarray):
     return path
 
 
-def _scene(path):
+def _scene(path, virtual: bool = True):
     """A 5.1 bed (with LFE), moving objects with jumps, ramps and silent gaps, an object that
-    starts late, a cartesian one, and objects with extent and diffuseness (virtual path);
-    2.5 s of noise on 11 tracks."""
+    starts late, a cartesian one, and (``virtual``) objects with extent and diffuseness
+    (virtual path); 2.5 s of noise on 11 tracks."""
     b = AdmBuilder("scene")
     b.add_direct_speakers("bed", [1, 2, 3, 4, 5, 6], pack_format_id="AP_00010003")
     f = Fraction
@@ -69,6 +70,9 @@ def _scene(path):
         ObjectsBlockSpec(CartesianPosition(-1.0, 1.0, 0.0), rtime=0, duration=f(1)),
         ObjectsBlockSpec(CartesianPosition(0.5, -0.8, 0.6), rtime=f(1), duration=f(3, 2)),
     ], 9)
+    if not virtual:
+        audio = (0.1 * RNG.standard_normal((int(2.5 * SR), 9))).astype(np.float32)
+        return _write(path, b, audio)
     b.add_object("wide", [
         ObjectsBlockSpec((20.0, 0.0), rtime=0, duration=f(1), width=60.0),
         ObjectsBlockSpec((-70.0, 15.0), rtime=f(1), duration=f(3, 2), width=20.0, height=30.0),
@@ -96,6 +100,32 @@ def test_streamed_render_equals_the_whole_document_render(tmp_path, monkeypatch,
     whole = render_binaural_array(items, audio, SR)
     assert rate == SR and streamed.shape == whole.shape == (len(audio), 2)
     assert np.abs(whole).max() > 0.05  # the scene is audible
+    assert np.abs(streamed - whole).max() < 1e-6
+
+
+def test_tracks_decoded_track_by_track_give_the_same_render(tmp_path, monkeypatch):
+    """Without a virtual path (no mix) the render decodes the tracks track by track for the
+    headphone stage (each track's frames contiguous): the output is render_binaural_array's
+    on the tracks in frame order, to float32 rounding."""
+    layouts = []
+    decoded = render_module._decoded_from_the_file
+
+    def recorded(reader, mixer, by_tracks=False):
+        layouts.append(by_tracks)
+        return decoded(reader, mixer, by_tracks)
+
+    monkeypatch.setattr(render_module, "_decoded_from_the_file", recorded)
+    scene = _scene(tmp_path / "points.wav", virtual=False)
+    out = tmp_path / "binaural.wav"
+    render_file(scene, out, "binaural", float_output=True)
+    streamed, _ = sf.read(out, dtype="float32")
+    with Bw64Reader(scene) as reader:
+        items = select_items(read_adm(reader))
+        audio = np.concatenate(list(reader.iter_blocks(1 << 16)))
+    whole = render_binaural_array(items, audio, SR)
+    if native_kernel_available():  # (else the reader decodes, in frame order)
+        assert layouts == [True]
+    assert np.abs(whole).max() > 0.05
     assert np.abs(streamed - whole).max() < 1e-6
 
 

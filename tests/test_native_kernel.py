@@ -260,6 +260,40 @@ def test_kernel_decoding_of_tracks_equals_the_readers(tmp_path, bits, sample_for
     np.testing.assert_array_equal(out, expected)
 
 
+@native
+@pytest.mark.parametrize("bits, sample_format", [(16, "int"), (24, "int"), (32, "int"),
+                                                 (32, "float")])
+def test_kernel_decoding_track_by_track_equals_the_readers(tmp_path, bits, sample_format):
+    """Tracks decoded track by track (into the transpose of a (tracks, row) array, rows
+    longer than the frames) are the reader's samples exactly (both kernel paths, by the
+    fixture): frames not a multiple of the tiles, tracks not a multiple of the eight turned
+    together; the rows' padding is left alone."""
+    from renderer import _mixkernel
+
+    x = np.random.default_rng(bits).uniform(-1, 1, (3001, 21))
+    path = tmp_path / "tracks.wav"
+    with Bw64Writer(path, SR, 21, bit_depth=bits, sample_format=sample_format) as w:
+        w.write(x)
+    code = {16: 0, 24: 1}.get(bits, 2 if sample_format == "int" else 3)
+    mixer = engine.Mixer(_no_segments(), 1, 21, native=True)
+    try:
+        with Bw64Reader(path) as reader:
+            expected = reader.read()
+            data, first, release = reader.sample_bytes(0, reader.frames)
+            rows = np.full((21, 3001 + 13), np.nan, np.float32)
+            out = rows[:, :3001].T
+            for part in mixer.start_decoding(data, first, reader.frames,
+                                             reader.raw_encoding, out):
+                part.result()
+            with pytest.raises(ValueError):  # a track's frames not contiguous
+                _mixkernel.decode(data, first, 8, code, 21, rows[:, :16:2].T)
+            release()
+    finally:
+        mixer.close()
+    np.testing.assert_array_equal(out, expected)
+    assert np.isnan(rows[:, 3001:]).all()
+
+
 def _no_segments():
     from renderer.timing import Segments
 
@@ -435,6 +469,9 @@ def test_tracks_decoded_ahead_are_the_files_and_released_when_stopped(tmp_path):
         try:
             batches = list(_decoded_from_the_file(reader, mixer))
             np.testing.assert_array_equal(np.concatenate(batches), expected)
+            by_tracks = list(_decoded_from_the_file(reader, mixer, by_tracks=True))
+            assert all(b.strides[0] == 4 for b in by_tracks)  # each track's frames together
+            np.testing.assert_array_equal(np.concatenate(by_tracks), expected)
             assert len(batches) == -(-reader.frames // mixer.frames_per_call) > 2
             released = []
             original = reader.sample_bytes
