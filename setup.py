@@ -1,5 +1,5 @@
 """The optional native parts: the mixing kernel, its tables and the outputs' encoding
-(renderer/_mixkernel.c), and the binaural filter updates and convolution products
+(renderer/_mixkernel.c), and the binaural filter updates, convolution products and FFTs
 (renderer/_binaural.c); everything else is in pyproject.toml. Where they cannot be compiled,
 dubstage installs without them: it mixes with its JAX kernel (renderer.engine), and makes the
 tables, encodes the outputs and convolves for headphones with numpy."""

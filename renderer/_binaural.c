@@ -1,6 +1,7 @@
 /* The binaural renderer's hot loops in C: the filter updates
  * (renderer.binaural._FilterBank.place), the per-bin products of the convolution
- * (renderer.binaural._NumpyOps.matmul) and its source rows (BinauralStage._sources).
+ * (renderer.binaural._NumpyOps.matmul), its source rows (BinauralStage._sources) and the
+ * windows' spectra (renderer.binaural._NumpyOps.spectra).
  *
  * place(v, hint, inverses, triangles, delays, spectra, fft_size, n_coarse, fine, dest, rows,
  *       tri)
@@ -43,6 +44,20 @@
  * together) are read FRAMES frames at a time; tracks laid out track by track (the transpose
  * of a C-order (T, n) array, as the decoding writes them for headphone outputs) a row at a
  * time.
+ *
+ * spectra(signals, hops, hop, twiddles, post, out)
+ *
+ * out[r, k, :] = the real FFT (unnormalised, bins 0 .. M) of signals[r, k hop : k hop + N],
+ * N = 2 M, M a power of two: the overlap-save windows' spectra. Eight windows at a time, one
+ * per lane of AVX2 vectors: their samples turned into lanes (8 x 8 transposes), z[m] =
+ * x[2m] + i x[2m + 1] transformed by an M-point decimation-in-frequency FFT (radix-4 passes,
+ * one radix-2 pass first where M is not a power of 4; large transforms split depth first so
+ * that the parts fit in the cache), then X[k] = E[k] + exp(-2 pi i k / N) O[k] with E and O
+ * the spectra of the even and odd samples, from Z[k] and Z[M - k], read in bit-reversed
+ * order, and turned back into each window's bins. twiddles: exp(-2 pi i t / M), post:
+ * exp(-2 pi i t / N), t < M, complex64; signals float32 (R, frames), frames contiguous;
+ * out complex64 (R, hops, M + 1), its bins contiguous. Without AVX2 (or with use_vectors
+ * off) it raises RuntimeError and the caller uses scipy's FFT.
  *
  * The interpreter's lock is released while they run.
  */
@@ -587,6 +602,296 @@ done:
     return result;
 }
 
+/* ---- spectra ---- */
+
+#ifdef HAVE_AVX2_PATH
+typedef float v8f __attribute__((vector_size(32)));
+
+/* An 8 x 8 transpose in registers: v[i] lane j becomes v[j] lane i. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void transpose8(__m256 *v)
+{
+    __m256 pairs[8], quads[8];
+    for (int i = 0; i < 8; i += 2) {
+        pairs[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        pairs[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        quads[i] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0x44);
+        quads[i + 1] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0xEE);
+        quads[i + 2] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0x44);
+        quads[i + 3] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {
+        v[j] = _mm256_permute2f128_ps(quads[j], quads[4 + j], 0x20);
+        v[4 + j] = _mm256_permute2f128_ps(quads[j], quads[4 + j], 0x31);
+    }
+}
+
+#define DIF_BASE 256 /* sub-transforms up to this size done pass by pass (in the cache) */
+
+/* x * (wr + i wi) of eight lanes */
+#define TIMES_RE(xr, xi, wr, wi) ((xr) * (wr) - (xi) * (wi))
+#define TIMES_IM(xr, xi, wr, wi) ((xr) * (wi) + (xi) * (wr))
+
+/* One radix-4 decimation-in-frequency pass (two radix-2 passes fused) over the blocks of
+   `span` points of re, im [0, len): for j < q = span / 4, with x0..x3 the points j + k q,
+   A = x0 - x2 and B = -i (x1 - x3):
+     x0 + x2 + x1 + x3,  (x0 + x2 - x1 - x3) w^2j,  (A + B) w^j,  (A - B) w^3j
+   (w^t = exp(-2 pi i t / span), the table's entry t * step), which leaves each block's
+   points in the order of two radix-2 passes (bit-reversed over the whole transform). */
+__attribute__((target("avx2,fma"))) static void radix4_pass(v8f *re, v8f *im, Py_ssize_t len,
+                                                             Py_ssize_t span, Py_ssize_t step,
+                                                             const float *twr,
+                                                             const float *twi)
+{
+    const Py_ssize_t q = span / 4;
+    for (Py_ssize_t start = 0; start < len; start += span) {
+        v8f *r = re + start, *i = im + start;
+        for (Py_ssize_t j = 0; j < q; j++) {
+            const v8f x0r = r[j], x0i = i[j], x1r = r[j + q], x1i = i[j + q];
+            const v8f x2r = r[j + 2 * q], x2i = i[j + 2 * q];
+            const v8f x3r = r[j + 3 * q], x3i = i[j + 3 * q];
+            const v8f sr = x0r + x2r, si = x0i + x2i, tr = x1r + x3r, ti = x1i + x3i;
+            const v8f ar = x0r - x2r, ai = x0i - x2i;
+            const v8f br = x1i - x3i, bi = x3r - x1r; /* -i (x1 - x3) */
+            r[j] = sr + tr;
+            i[j] = si + ti;
+            const Py_ssize_t t = j * step;
+            const v8f dr = sr - tr, di = si - ti;
+            r[j + q] = TIMES_RE(dr, di, twr[2 * t], twi[2 * t]);
+            i[j + q] = TIMES_IM(dr, di, twr[2 * t], twi[2 * t]);
+            const v8f pr = ar + br, pi = ai + bi, mr = ar - br, mi = ai - bi;
+            r[j + 2 * q] = TIMES_RE(pr, pi, twr[t], twi[t]);
+            i[j + 2 * q] = TIMES_IM(pr, pi, twr[t], twi[t]);
+            r[j + 3 * q] = TIMES_RE(mr, mi, twr[3 * t], twi[3 * t]);
+            i[j + 3 * q] = TIMES_IM(mr, mi, twr[3 * t], twi[3 * t]);
+        }
+    }
+}
+
+/* The last radix-4 pass (blocks of four points: every twiddle is 1) */
+__attribute__((target("avx2,fma"))) static void radix4_last(v8f *re, v8f *im, Py_ssize_t len)
+{
+    for (Py_ssize_t start = 0; start < len; start += 4) {
+        v8f *r = re + start, *i = im + start;
+        const v8f sr = r[0] + r[2], si = i[0] + i[2], tr = r[1] + r[3], ti = i[1] + i[3];
+        const v8f ar = r[0] - r[2], ai = i[0] - i[2], br = i[1] - i[3], bi = r[3] - r[1];
+        r[0] = sr + tr;
+        i[0] = si + ti;
+        r[1] = sr - tr;
+        i[1] = si - ti;
+        r[2] = ar + br;
+        i[2] = ai + bi;
+        r[3] = ar - br;
+        i[3] = ai - bi;
+    }
+}
+
+/* The FFT of `len` (a power of 4) complex points in place, result in bit-reversed order:
+   radix-4 passes; above DIF_BASE points, one pass and then each quarter depth first (it
+   fits in the cache). Twiddles of this size: the table's entries t * step, t < len. */
+__attribute__((target("avx2,fma"))) static void dif4(v8f *re, v8f *im, Py_ssize_t len,
+                                                     Py_ssize_t step, const float *twr,
+                                                     const float *twi)
+{
+    if (len > DIF_BASE) {
+        radix4_pass(re, im, len, len, step, twr, twi);
+        for (int k = 0; k < 4; k++)
+            dif4(re + k * (len / 4), im + k * (len / 4), len / 4, 4 * step, twr, twi);
+        return;
+    }
+    for (Py_ssize_t span = len; span > 4; span /= 4)
+        radix4_pass(re, im, len, span, step * (len / span), twr, twi);
+    radix4_last(re, im, len);
+}
+
+/* The radix-2 decimation-in-frequency FFT of `len` (a power of two, at least 4) complex
+   points (re, im: eight transforms side by side, one per lane), in place, leaving the result
+   in bit-reversed order; twiddles exp(-2 pi i t / len) in twr, twi (t < len). Where len is
+   not a power of 4, one radix-2 pass first, then radix-4 on each half. */
+__attribute__((target("avx2,fma"))) static void dif(v8f *re, v8f *im, Py_ssize_t len,
+                                                     const float *twr, const float *twi)
+{
+    int log2 = 0;
+    while (((Py_ssize_t)1 << log2) < len)
+        log2++;
+    if (log2 % 2 == 0) {
+        dif4(re, im, len, 1, twr, twi);
+        return;
+    }
+    const Py_ssize_t half = len / 2;
+    for (Py_ssize_t j = 0; j < half; j++) {
+        const v8f ar = re[j], ai = im[j], br = re[j + half], bi = im[j + half];
+        re[j] = ar + br;
+        im[j] = ai + bi;
+        const v8f dr = ar - br, di = ai - bi;
+        re[j + half] = TIMES_RE(dr, di, twr[j], twi[j]);
+        im[j + half] = TIMES_IM(dr, di, twr[j], twi[j]);
+    }
+    dif4(re, im, half, 2, twr, twi);
+    dif4(re + half, im + half, half, 2, twr, twi);
+}
+
+typedef struct {
+    const float *signals;
+    Py_ssize_t rows, row_stride, hops, hop, n_fft;
+    const float *twr, *twi, *pr, *pi; /* exp(-2 pi i t / M) and exp(-2 pi i t / N), t < M */
+    const int32_t *reversed;          /* bit-reversed order of 0 .. M - 1 */
+    float *out;
+    Py_ssize_t out_row, out_hop; /* in floats */
+} Spectra;
+
+/* The spectra of windows [w0, w0 + count) (count <= 8; window w: row w / hops, hop w % hops)
+   through the work arrays re, im (M vectors each). */
+__attribute__((target("avx2,fma"))) static void spectra_lanes(const Spectra *s, Py_ssize_t w0,
+                                                               int count, v8f *re, v8f *im)
+{
+    const Py_ssize_t m_count = s->n_fft / 2;
+    const float *window[8];
+    float *dest[8];
+    for (int l = 0; l < 8; l++) {
+        const Py_ssize_t w = w0 + (l < count ? l : 0); /* spare lanes repeat a window */
+        const Py_ssize_t row = w / s->hops, k = w % s->hops;
+        window[l] = s->signals + row * s->row_stride + k * s->hop;
+        dest[l] = s->out + row * s->out_row + k * s->out_hop;
+    }
+    /* z[m] = x[2m] + i x[2m + 1]: eight samples of each window, turned into lanes */
+    for (Py_ssize_t m0 = 0; m0 < m_count; m0 += 4) {
+        __m256 v[8];
+        for (int l = 0; l < 8; l++)
+            v[l] = _mm256_loadu_ps(window[l] + 2 * m0);
+        transpose8(v);
+        for (int j = 0; j < 4; j++) {
+            re[m0 + j] = (v8f)v[2 * j];
+            im[m0 + j] = (v8f)v[2 * j + 1];
+        }
+    }
+    dif(re, im, m_count, s->twr, s->twi);
+    /* X[k] = E[k] + exp(-2 pi i k / N) O[k], E and O from Z[k] and Z[M - k] (bit-reversed
+       places), four bins of every lane turned back into each window's bins */
+    const int32_t *rev = s->reversed;
+    for (Py_ssize_t k0 = 0; k0 < m_count; k0 += 4) {
+        __m256 v[8];
+        for (int j = 0; j < 4; j++) {
+            const Py_ssize_t k = k0 + j, mirror = k == 0 ? 0 : m_count - k;
+            const v8f ar = re[rev[k]], ai = im[rev[k]];
+            const v8f br = re[rev[mirror]], bi = im[rev[mirror]];
+            const v8f er = (ar + br) * 0.5f, ei = (ai - bi) * 0.5f;
+            const v8f or = (ai + bi) * 0.5f, oi = (br - ar) * 0.5f;
+            const float c = s->pr[k], d = s->pi[k];
+            v[2 * j] = (__m256)(er + or * c - oi * d);
+            v[2 * j + 1] = (__m256)(ei + oi * c + or * d);
+        }
+        transpose8(v);
+        for (int l = 0; l < count; l++)
+            _mm256_storeu_ps(dest[l] + 2 * k0, v[l]);
+    }
+    /* X[M] = Re Z[0] - Im Z[0] */
+    const v8f last = re[0] - im[0];
+    for (int l = 0; l < count; l++) {
+        dest[l][2 * m_count] = last[l];
+        dest[l][2 * m_count + 1] = 0.0f;
+    }
+}
+#endif
+
+/* spectra(signals, hops, hop, twiddles, post, out) */
+static PyObject *spectra(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *objects[4];
+    Py_ssize_t hops, hop;
+    if (!PyArg_ParseTuple(args, "OnnOOO", &objects[0], &hops, &hop, &objects[1], &objects[2],
+                          &objects[3]))
+        return NULL;
+    Py_buffer views[4];
+    int got = 0;
+    PyObject *result = NULL;
+    void *work = NULL;
+    for (int j = 0; j < 4; j++) {
+        const int flags = PyBUF_STRIDES | PyBUF_FORMAT | (j == 3 ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objects[j], &views[j], flags) < 0)
+            goto done;
+        got |= 1 << j;
+    }
+#ifdef HAVE_AVX2_PATH
+    if (!use_avx2) {
+        PyErr_SetString(PyExc_RuntimeError, "spectra: needs AVX2 and FMA");
+        goto done;
+    }
+    const Py_buffer *x = &views[0], *tw = &views[1], *post = &views[2], *o = &views[3];
+    const Py_ssize_t m_count = tw->ndim == 1 ? tw->shape[0] : 0;
+    const Py_ssize_t n_fft = 2 * m_count;
+    int power = m_count >= 8;
+    for (Py_ssize_t m = m_count; m > 1; m /= 2)
+        power &= m % 2 == 0;
+    if (x->ndim != 2 || x->itemsize != 4 || x->strides[1] != 4 || x->strides[0] % 4 ||
+        tw->itemsize != 8 || tw->strides[0] != 8 || post->ndim != 1 ||
+        post->itemsize != 8 || post->strides[0] != 8 || post->shape[0] != m_count ||
+        o->ndim != 3 || o->itemsize != 8 || o->strides[2] != 8 || o->strides[0] % 4 ||
+        o->strides[1] % 4 || !power || hops < 1 || hop < 1) {
+        PyErr_SetString(PyExc_ValueError, "spectra: signals float32 (R, frames), twiddles and "
+                        "post complex64 (M,) with M a power of two, out complex64 "
+                        "(R, hops, M + 1) expected");
+        goto done;
+    }
+    if (o->shape[0] != x->shape[0] || o->shape[1] != hops || o->shape[2] != m_count + 1 ||
+        x->shape[1] < (hops - 1) * hop + n_fft) {
+        PyErr_SetString(PyExc_ValueError, "spectra: sizes");
+        goto done;
+    }
+    /* twiddles split into re and im, the bit-reversed order, the work arrays */
+    const size_t floats = (size_t)(4 * m_count + 16 * m_count + 8);
+    work = malloc(sizeof(float) * floats + sizeof(int32_t) * (size_t)m_count);
+    if (work == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    float *split = work;
+    v8f *lanes = (v8f *)(((uintptr_t)(split + 4 * m_count) + 31) & ~(uintptr_t)31);
+    int32_t *reversed = (int32_t *)(split + floats);
+    const float *twc = tw->buf, *pc = post->buf;
+    for (Py_ssize_t t = 0; t < m_count; t++) {
+        split[t] = twc[2 * t];
+        split[m_count + t] = twc[2 * t + 1];
+        split[2 * m_count + t] = pc[2 * t];
+        split[3 * m_count + t] = pc[2 * t + 1];
+    }
+    int bits = 0;
+    while (((Py_ssize_t)1 << bits) < m_count)
+        bits++;
+    for (Py_ssize_t t = 0; t < m_count; t++) {
+        int32_t r = 0;
+        for (int b = 0; b < bits; b++)
+            r |= (int32_t)((t >> b) & 1) << (bits - 1 - b);
+        reversed[t] = r;
+    }
+    Spectra sp = {
+        .signals = x->buf, .rows = x->shape[0], .row_stride = x->strides[0] / 4,
+        .hops = hops, .hop = hop, .n_fft = n_fft,
+        .twr = split, .twi = split + m_count,
+        .pr = split + 2 * m_count, .pi = split + 3 * m_count, .reversed = reversed,
+        .out = o->buf, .out_row = o->strides[0] / 4, .out_hop = o->strides[1] / 4,
+    };
+    const Py_ssize_t windows = sp.rows * hops;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t w0 = 0; w0 < windows; w0 += 8)
+        spectra_lanes(&sp, w0, windows - w0 < 8 ? (int)(windows - w0) : 8, lanes,
+                      lanes + m_count);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+#else
+    PyErr_SetString(PyExc_RuntimeError, "spectra: needs AVX2 and FMA");
+#endif
+done:
+    free(work);
+    for (int j = 0; j < 4; j++)
+        if (got & (1 << j))
+            PyBuffer_Release(&views[j]);
+    return result;
+}
+
 /* use_vectors(flag): the AVX2 products where the CPU has them (flag true, the default) or
    the plain loops (for tests); returns whether the AVX2 products are used now. */
 static PyObject *use_vectors(PyObject *self, PyObject *args)
@@ -603,6 +908,8 @@ static PyMethodDef methods[] = {
     {"place", place, METH_VARARGS, "Interpolated HRTF filters into rows (see the module)."},
     {"products", products, METH_VARARGS, "Per-bin products summed over rows (see the module)."},
     {"rows", rows, METH_VARARGS, "Columns of the tracks, scaled, as rows (see the module)."},
+    {"spectra", spectra, METH_VARARGS,
+     "Real FFTs of overlap-save windows, eight at a time (see the module)."},
     {"use_vectors", use_vectors, METH_VARARGS,
      "Use the AVX2 products where the CPU has them (True) or plain loops (False); returns "
      "whether the vectors are used."},

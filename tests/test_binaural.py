@@ -564,6 +564,49 @@ def test_products_sum_each_bins_spectra_times_filters_over_the_rows(host_loops, 
             assert np.abs(out - expected[hops]).max() < 1e-5 * scale
 
 
+@pytest.mark.parametrize("n_fft, rows, hops, hop", [(2048, 13, 3, 1481), (4096, 9, 2, 3000),
+                                                    (16, 3, 5, 7), (32, 8, 1, 32)])
+def test_window_spectra_are_the_dft_of_each_window(host_loops, n_fft, rows, hops, hop):
+    # each overlap-save window's spectrum against numpy's FFT in float64 (the DFT's
+    # definition, sum_n x[n] exp(-j 2 pi k n / N)), in both FFT sizes of radix 4 and those
+    # with a radix-2 pass, windows not a multiple of the eight done together
+    from renderer.binaural import _NumpyOps
+
+    rng = np.random.default_rng(n_fft + rows)
+    frames = (hops - 1) * hop + n_fft
+    block = rng.standard_normal((rows, frames + 7)).astype(np.float32)[:, 2:2 + frames]
+    got = _NumpyOps.spectra(block, hops, hop, n_fft)
+    windows = np.stack([block[:, k * hop:k * hop + n_fft] for k in range(hops)], axis=1)
+    expected = np.fft.rfft(windows.astype(np.float64), axis=-1)
+    assert got.shape == (rows, hops, n_fft // 2 + 1) and got.dtype == np.complex64
+    assert np.abs(got - expected).max() < 1e-6 * np.abs(expected).max()
+
+
+def test_native_spectra_check_their_arguments():
+    import renderer.binaural as binaural
+
+    if binaural._native is None or not binaural._native.use_vectors(True):
+        pytest.skip("the native binaural loops are not built, or this CPU has no AVX2")
+    twiddles = binaural._fft_twiddles(64)
+    block = np.zeros((2, 100), np.float32)
+    out = np.empty((2, 2, 33), np.complex64)
+    binaural._native.spectra(block, 2, 30, *twiddles, out)
+    with pytest.raises(ValueError):  # windows past the block's end
+        binaural._native.spectra(block, 2, 40, *twiddles, out)
+    with pytest.raises(ValueError):  # an output for other bins
+        binaural._native.spectra(block, 2, 30, *twiddles, np.empty((2, 2, 32), np.complex64))
+    with pytest.raises(ValueError):  # not a power of two
+        binaural._native.spectra(block, 2, 30, *binaural._fft_twiddles(48), out)
+    with pytest.raises(ValueError):  # float64 samples
+        binaural._native.spectra(block.astype(np.float64), 2, 30, *twiddles, out)
+    binaural._native.use_vectors(False)
+    try:
+        with pytest.raises(RuntimeError):  # the plain loops have no FFT: scipy's is used
+            binaural._native.spectra(block, 2, 30, *twiddles, out)
+    finally:
+        binaural._native.use_vectors(True)
+
+
 def test_native_products_check_their_arguments():
     import renderer.binaural as binaural
 
