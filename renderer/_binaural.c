@@ -3,14 +3,17 @@
  * (renderer.binaural._NumpyOps.matmul), its source rows (BinauralStage._sources) and the
  * windows' spectra (renderer.binaural._NumpyOps.spectra).
  *
- * place(v, hint, inverses, triangles, delays, spectra, fft_size, n_coarse, fine, dest, rows,
- *       tri)
+ * place(v, hint, inverses, triangles, neighbours, delays, spectra, fft_size, n_coarse, fine,
+ *       dest, rows, tri)
  *
  * The interpolated HRTF filter of each direction q (unit vector v[q]) written into row
  * rows[q] of the convolution's filters dest[rows[q], e, k], as _FilterBank.filters computes
  * it with numpy:
  * - the barycentric weights w = v[q] @ inverses[t] in the triangle t = hint[q], or, where one
- *   of them is below -1e-9, in the triangle whose smallest weight is largest (all searched);
+ *   of them is below -1e-9, in the triangle reached by walking across the edge opposite the
+ *   most negative weight (neighbours[t, j]: the triangle across the edge opposite vertex j,
+ *   -1 for none) until all are at least -1e-9, or, where WALK_STEPS steps do not reach one,
+ *   in the triangle whose smallest weight is largest (all searched);
  *   clipped at 0, divided by their sum; one-hot where the largest is within 1e-6 of 1 (at a
  *   measured direction); t goes to tri[q];
  * - the delay of each ear, d = sum_i w_i delays[triangles[t, i], e] (samples), as phase
@@ -22,7 +25,7 @@
  *   * factor(f), for the bins k < B (dest's last axis).
  *
  * Shapes (C order): v float64 (Q, 3); hint, rows, tri int64 (Q,); inverses float64 (T, 3, 3);
- * triangles int64 (T, 3); delays float64 (D, 2); spectra float32 (D, 2 * 2 * n_coarse * fine):
+ * triangles, neighbours int64 (T, 3); delays float64 (D, 2); spectra float32 (D, 2 * 2 * n_coarse * fine):
  * each ear's delay-free spectrum, re and im interleaved, zero past bin B; dest complex64
  * (R, 2, B), B <= n_coarse * fine: each filter is one contiguous row, written four bins at a
  * time with AVX2 and FMA.
@@ -78,7 +81,7 @@ static int use_avx2 = 0; /* the AVX2 and FMA loops (where the CPU has them) */
 
 typedef struct {
     const double *v, *inverses, *delays;
-    const int64_t *hint, *triangles, *rows;
+    const int64_t *hint, *triangles, *neighbours, *rows;
     const float *spectra;
     int64_t *tri;
     float *dest;
@@ -98,6 +101,8 @@ static double smallest(const double *w)
     return w[0] < w[1] ? (w[0] < w[2] ? w[0] : w[2]) : (w[1] < w[2] ? w[1] : w[2]);
 }
 
+#define WALK_STEPS 32 /* triangles walked through before all are searched */
+
 /* weights (3), direction indices (3) and phase factors (2 ears x (n_coarse + fine) complex)
    of direction q */
 static void direction_terms(const Place *p, Py_ssize_t q, float *weights, int64_t *index,
@@ -107,6 +112,17 @@ static void direction_terms(const Place *p, Py_ssize_t q, float *weights, int64_
     int64_t t = p->hint[q];
     double w[3];
     barycentric(v, p->inverses + 9 * t, w);
+    /* walk from the hint across the edge of the most negative weight (a direction moves
+       little from one update to the next), then, where that does not end in a triangle
+       holding the direction, search them all */
+    for (int step = 0; step < WALK_STEPS && smallest(w) < -1e-9; step++) {
+        const int j = w[0] <= w[1] ? (w[0] <= w[2] ? 0 : 2) : (w[1] <= w[2] ? 1 : 2);
+        const int64_t next = p->neighbours[3 * t + j];
+        if (next < 0)
+            break;
+        t = next;
+        barycentric(v, p->inverses + 9 * t, w);
+    }
     if (smallest(w) < -1e-9) {
         double best = -INFINITY;
         for (Py_ssize_t u = 0; u < p->t_count; u++) {
@@ -250,17 +266,19 @@ static void place_filters(const Place *p, const float *weights, const int64_t *i
 static PyObject *place(PyObject *self, PyObject *args)
 {
     (void)self;
-    enum { V, HINT, INVERSES, TRIANGLES, DELAYS, SPECTRA, DEST, ROWS, TRI, N_ARRAYS };
+    enum { V, HINT, INVERSES, TRIANGLES, NEIGHBOURS, DELAYS, SPECTRA, DEST, ROWS, TRI,
+           N_ARRAYS };
     PyObject *objects[N_ARRAYS];
     double fft_size;
     Py_ssize_t n_coarse, fine;
-    if (!PyArg_ParseTuple(args, "OOOOOOdnnOOO", &objects[V], &objects[HINT],
-                          &objects[INVERSES], &objects[TRIANGLES], &objects[DELAYS],
+    if (!PyArg_ParseTuple(args, "OOOOOOOdnnOOO", &objects[V], &objects[HINT],
+                          &objects[INVERSES], &objects[TRIANGLES], &objects[NEIGHBOURS],
+                          &objects[DELAYS],
                           &objects[SPECTRA], &fft_size, &n_coarse, &fine, &objects[DEST],
                           &objects[ROWS], &objects[TRI]))
         return NULL;
     /* item size and, for dest, the shape's checks below; C-contiguous buffers throughout */
-    static const Py_ssize_t item[N_ARRAYS] = {8, 8, 8, 8, 8, 4, 8, 8, 8};
+    static const Py_ssize_t item[N_ARRAYS] = {8, 8, 8, 8, 8, 8, 4, 8, 8, 8};
     Py_buffer views[N_ARRAYS];
     int got = 0;
     PyObject *result = NULL;
@@ -283,7 +301,7 @@ static PyObject *place(PyObject *self, PyObject *args)
     if (fine < 1 || n_coarse < 1 || views[DEST].ndim != 3 || views[DEST].shape[1] != 2 ||
         views[DEST].shape[2] > row || views[HINT].len != q_count * 8 ||
         views[ROWS].len != q_count * 8 || views[TRI].len != q_count * 8 ||
-        views[TRIANGLES].len != t_count * 24 ||
+        views[TRIANGLES].len != t_count * 24 || views[NEIGHBOURS].len != t_count * 24 ||
         views[SPECTRA].len != d_count * 2 * 2 * row * 4 || !(fft_size > 0)) {
         PyErr_SetString(PyExc_ValueError, "place: sizes");
         goto done;
@@ -297,9 +315,14 @@ static PyObject *place(PyObject *self, PyObject *args)
             goto done;
         }
     }
+    const int64_t *neighbours = views[NEIGHBOURS].buf;
     for (Py_ssize_t i = 0; i < t_count * 3; i++) {
         if (triangles[i] < 0 || triangles[i] >= d_count) {
             PyErr_SetString(PyExc_ValueError, "place: a direction index out of range");
+            goto done;
+        }
+        if (neighbours[i] < -1 || neighbours[i] >= t_count) {
+            PyErr_SetString(PyExc_ValueError, "place: a neighbour out of range");
             goto done;
         }
     }
@@ -311,7 +334,8 @@ static PyObject *place(PyObject *self, PyObject *args)
     }
     Place p = {
         .v = views[V].buf, .inverses = views[INVERSES].buf, .delays = views[DELAYS].buf,
-        .hint = hint, .triangles = triangles, .rows = rows, .spectra = views[SPECTRA].buf,
+        .hint = hint, .triangles = triangles, .neighbours = neighbours, .rows = rows,
+        .spectra = views[SPECTRA].buf,
         .tri = views[TRI].buf, .dest = views[DEST].buf, .q_count = q_count,
         .t_count = t_count, .bins = views[DEST].shape[2],
         .n_coarse = n_coarse, .fine = fine, .fft_size = fft_size,

@@ -272,19 +272,35 @@ def _scale(item) -> float:
 # ------------------------------------------------------------------------------------------
 
 
+def _triangle_neighbours(triangles: np.ndarray) -> np.ndarray:
+    """(T, 3) direction indices of triangles -> (T, 3): the triangle across the edge opposite
+    each vertex (the other one with that edge), -1 where there is none."""
+    opposite = np.sort(np.stack([triangles[:, [1, 2, 0]], triangles[:, [2, 0, 1]]], axis=-1),
+                       axis=-1)                                      # (T, 3, 2) edges
+    key = (opposite[..., 0] * (int(triangles.max(initial=0)) + 1) + opposite[..., 1]).ravel()
+    order = np.argsort(key, kind="stable")
+    pair = np.flatnonzero(key[order][1:] == key[order][:-1])        # an edge's two sides
+    neighbours = np.full(len(key), -1, np.int64)
+    neighbours[order[pair]] = order[pair + 1] // 3
+    neighbours[order[pair + 1]] = order[pair] // 3
+    return neighbours.reshape(-1, 3)
+
+
 class _FilterBank:
     """The HRTF model as arrays for fast filter construction.
 
     The model's (D, 2, B) delay-free spectra as float32 rows (D, 2 ears * 2 * padded bins), real
     and imaginary parts interleaved, zero past bin B; ``delays`` (D, 2) samples;
     ``inverses`` (T, 3, 3) per-triangle matrices (``v @ inverses[t]`` = barycentric weights
-    of direction ``v`` in triangle ``t``); ``triangles`` (T, 3) direction indices.
+    of direction ``v`` in triangle ``t``); ``triangles`` (T, 3) direction indices;
+    ``neighbours`` (T, 3) the triangle across the edge opposite each vertex.
     """
 
     def __init__(self, model: HrtfModel) -> None:
         self.delays = np.asarray(model.delays, np.float64)
         self.triangles = np.asarray(model.triangles, np.int64)
         self.inverses = np.asarray(model.inverses, np.float64)
+        self.neighbours = _triangle_neighbours(self.triangles)
         from renderer.hrtf import barycentric_columns, containing_triangles  # h5py, scipy
 
         self.columns = barycentric_columns(model)
@@ -369,7 +385,7 @@ class _FilterBank:
         tri = np.empty(len(v), np.int64)
         _native.place(np.ascontiguousarray(v, np.float64),
                       np.ascontiguousarray(hint, np.int64), self.inverses, self.triangles,
-                      self.delays, self._padded_real, float(self.fft_size), self._n_coarse,
+                      self.neighbours, self.delays, self._padded_real, float(self.fft_size), self._n_coarse,
                       _FINE, dest, np.ascontiguousarray(rows, np.int64), tri)
         return tri
 

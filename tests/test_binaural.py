@@ -516,11 +516,13 @@ def test_native_filter_placing_checks_its_arguments():
         pytest.skip("the native binaural loops are not built")
     bank = _FilterBank(_load_model(None, 48000))
 
-    def place(v=((0.0, 1.0, 0.0),), hint=(0,), rows=(0,), dest=None, triangles=None):
+    def place(v=((0.0, 1.0, 0.0),), hint=(0,), rows=(0,), dest=None, triangles=None,
+              neighbours=None):
         dest = np.zeros((2, 2, bank.bins), np.complex64) if dest is None else dest
         binaural._native.place(
             np.array(v, np.float64), np.array(hint, np.int64), bank.inverses,
-            bank.triangles if triangles is None else triangles, bank.delays,
+            bank.triangles if triangles is None else triangles,
+            bank.neighbours if neighbours is None else neighbours, bank.delays,
             bank._padded_real, float(bank.fft_size), bank._n_coarse, 32, dest,
             np.array(rows, np.int64), np.empty(len(v), np.int64))
 
@@ -535,6 +537,51 @@ def test_native_filter_placing_checks_its_arguments():
         place(dest=np.zeros((2, 2, bank._n_coarse * 32 + 1), np.complex64))
     with pytest.raises(ValueError):  # hints for other directions
         place(hint=(0, 0))
+    with pytest.raises(ValueError):  # a neighbour that is not there
+        place(neighbours=np.full_like(bank.neighbours, len(bank.triangles)))
+    with pytest.raises(ValueError):  # neighbours of other triangles
+        place(neighbours=bank.neighbours[1:])
+
+
+def test_triangle_neighbours_share_the_edge_opposite_each_vertex():
+    # neighbours[t, j] holds the two vertices of t other than vertex j and not vertex j
+    # itself, and t is its neighbour back; on the packaged set's sphere every edge has one
+    from renderer.binaural import _FilterBank, _load_model, _triangle_neighbours
+
+    bank = _FilterBank(_load_model(None, 48000))
+    triangles, neighbours = bank.triangles, bank.neighbours
+    assert neighbours.shape == triangles.shape and (neighbours >= 0).all()
+    for t in range(len(triangles)):
+        for j in range(3):
+            u = neighbours[t, j]
+            edge = set(triangles[t]) - {triangles[t, j]}
+            assert edge <= set(triangles[u]) and triangles[t, j] not in set(triangles[u])
+            assert t in neighbours[u]
+    # an open surface: two triangles with one shared edge, the others with none
+    np.testing.assert_array_equal(_triangle_neighbours(np.array([[0, 1, 2], [2, 1, 3]])),
+                                  [[1, -1, -1], [-1, -1, 0]])
+
+
+def test_filters_placed_from_far_hints_are_in_a_triangle_holding_each_direction(host_loops):
+    # 300 random directions, each hinted with a random triangle (mostly far away: the C
+    # path walks and, where the walk stops short, searches all): each gets a triangle that
+    # holds it, and the one the brute-force search finds where the direction is clear of
+    # the triangles' edges
+    from renderer.binaural import _FilterBank, _load_model
+
+    bank = _FilterBank(_load_model(None, 48000))
+    rng = np.random.default_rng(9)
+    v = rng.standard_normal((300, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    hint = rng.integers(0, len(bank.triangles), 300)
+    dest = np.zeros((300, 2, bank.bins), np.complex64)
+    tri = bank.place(v, hint, dest, np.arange(300))
+    weights = np.einsum("qi,qij->qj", v, bank.inverses[tri])
+    assert (weights.min(axis=1) > -1e-9).all()
+    brute = bank.find_triangles(v)
+    clear = np.einsum("qi,qij->qj", v, bank.inverses[brute]).min(axis=1) > 1e-6
+    assert clear.sum() > 250
+    np.testing.assert_array_equal(tri[clear], brute[clear])
 
 
 @pytest.mark.parametrize("rows", [1, 3, 4, 63, 64])
