@@ -385,8 +385,8 @@ class _FilterBank:
         tri = np.empty(len(v), np.int64)
         _native.place(np.ascontiguousarray(v, np.float64),
                       np.ascontiguousarray(hint, np.int64), self.inverses, self.triangles,
-                      self.neighbours, self.delays, self._padded_real, float(self.fft_size), self._n_coarse,
-                      _FINE, dest, np.ascontiguousarray(rows, np.int64), tri)
+                      self.neighbours, self.delays, self._padded_real, float(self.fft_size),
+                      self._n_coarse, _FINE, dest, np.ascontiguousarray(rows, np.int64), tri)
         return tri
 
 
