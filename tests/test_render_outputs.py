@@ -213,3 +213,37 @@ def test_channel_peaks(n_frames: int) -> None:
             frames[(channel * 37) % n_frames, channel] = value
             expected[channel] = max(expected[channel], abs(value))
     assert np.array_equal(channel_peaks(frames), expected)
+
+
+def test_background_writes_keep_their_order_and_report_errors():
+    # the outputs' writes run in one thread, in the order submitted, at most AHEAD waiting;
+    # a failed write is raised by the next submit or wait, and leaving waits for all
+    import threading
+    import time
+
+    from renderer.render import _WritesInOrder
+
+    written, threads = [], set()
+
+    def write(k):
+        time.sleep(0.002 * (k % 3))
+        threads.add(threading.get_ident())
+        written.append(k)
+
+    with _WritesInOrder() as writes:
+        for k in range(20):
+            writes.submit(write, k)
+            assert len(writes._pending) <= _WritesInOrder.AHEAD
+        writes.wait()
+        assert written == list(range(20)) and threading.get_ident() not in threads
+
+    def fail(k):
+        raise OSError(f"disk full at {k}")
+
+    with _WritesInOrder() as writes:
+        writes.submit(fail, 1)
+        with pytest.raises(OSError, match="disk full at 1"):
+            writes.wait()
+    with _WritesInOrder() as writes:  # leaving waits (the error of the render itself wins)
+        writes.submit(write, 99)
+    assert written[-1] == 99
