@@ -74,8 +74,6 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.fft
-import scipy.sparse
 
 from adm.columns import ObjectsBlockColumns
 from adm.items import DirectSpeakersRenderItem, HoaRenderItem, ObjectRenderItem
@@ -360,6 +358,8 @@ class _FilterBank:
         q, w32 = len(v), w.astype(np.float32)
         # the weighted sum of the three spectra, on their real and imaginary parts, as a
         # sparse (Q, D) matrix of the weights times the padded spectra (one pass in C)
+        import scipy.sparse
+
         weights = scipy.sparse.csr_matrix(
             (w32.ravel(), index.ravel(), np.arange(0, 3 * q + 1, 3)),
             shape=(q, len(self._padded_real)))
@@ -1194,6 +1194,8 @@ class _NumpyOps:
                 return out
             except RuntimeError:  # no AVX2 and FMA here (or turned off, for the tests)
                 pass
+        import scipy.fft  # (imported here: the C loops' FFT is the usual one)
+
         windows = np.lib.stride_tricks.as_strided(
             block, shape=(block.shape[0], k_hops, n_fft),
             strides=(block.strides[0], hop * block.strides[1], block.strides[1]),
@@ -1202,7 +1204,7 @@ class _NumpyOps:
 
     @staticmethod
     def irfft(x: np.ndarray, n: int) -> np.ndarray:
-        return scipy.fft.irfft(x, n=n, axis=-1, workers=-1)
+        return np.fft.irfft(x, n=n, axis=-1)
 
     @staticmethod
     def update_rows(bank: _FilterBank, filters: np.ndarray, rows, v: np.ndarray,

@@ -51,14 +51,17 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import h5py
 import jax.numpy as jnp
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
 
 from layouts.model import polar_to_cartesian
 from renderer.cache import cache_dir
+
+if TYPE_CHECKING:  # imported where used: a prepared set from the cache needs neither
+    import h5py
+    from scipy.spatial import ConvexHull
 
 __all__ = [
     "HrtfError",
@@ -160,6 +163,8 @@ def _text(value: object) -> str:
 
 
 def _variable(f: h5py.File, name: str, where: str) -> np.ndarray:
+    import h5py
+
     if name not in f or not isinstance(f[name], h5py.Dataset):
         raise HrtfError(f"{where}: missing variable {name}")
     try:
@@ -233,6 +238,8 @@ def load_sofa(path: str | os.PathLike) -> HrtfSet:
     where = str(path)
     if not path.is_file():
         raise HrtfError(f"{where}: not a file")
+    import h5py  # (its import runs `uname -p`: only when a SOFA file is read)
+
     try:
         f = h5py.File(path, "r")
     except OSError:
@@ -402,6 +409,8 @@ def onset_delays(hrirs: np.ndarray) -> np.ndarray:
 
 
 def _hull(unit: np.ndarray, where: str) -> ConvexHull:
+    from scipy.spatial import ConvexHull, QhullError
+
     try:
         hull = ConvexHull(unit)
     except QhullError as exc:
