@@ -515,6 +515,13 @@ def _load_model(hrtf, sample_rate: int):
         return model
     from renderer import hrtf as hrtf_module
 
+    # a SOFA file's model comes from the disk cache by the file's bytes where it was prepared
+    # before (the file is then not read as SOFA); this module's source chooses its size
+    file = hrtf_module.DEFAULT_SOFA if hrtf is None else hrtf
+    if isinstance(file, (str, os.PathLike)):
+        model = hrtf_module.model_of_file(file, sample_rate, depends_on=(__file__,))
+        if model is not None:
+            return model
     if hrtf is None:
         hrtf_set = hrtf_module.default_hrtf()
     elif isinstance(hrtf, (str, os.PathLike)):
@@ -525,6 +532,8 @@ def _load_model(hrtf, sample_rate: int):
     fft_size = max(_MIN_FFT, 2 * _bucket(max(model.filter_length - 1, 1), 1))
     if model.fft_size != fft_size:
         model = hrtf_module.prepare_hrtf(hrtf_set, sample_rate, fft_size)
+    if isinstance(file, (str, os.PathLike)):
+        hrtf_module.keep_model_of_file(file, sample_rate, model, depends_on=(__file__,))
     return model
 
 

@@ -477,6 +477,47 @@ def _model_key(hrtf: HrtfSet, sample_rate: int, fft_size: int | None) -> str:
     return digest.hexdigest()
 
 
+def _file_model_path(path: str | os.PathLike, sample_rate: int,
+                     depends_on: Sequence[str | os.PathLike]) -> Path | None:
+    """Where the disk cache keeps the model prepared from the SOFA file ``path`` at
+    ``sample_rate``: named by a digest of the file's bytes, the rate, the sources of this
+    module, of the coordinate conversion and of ``depends_on`` (the code choosing the model's
+    size), and the numpy and scipy versions. None without a cache or a readable file."""
+    import scipy
+
+    from layouts import model as layout_model
+
+    folder = cache_dir("hrtf")
+    if folder is None:
+        return None
+    digest = hashlib.blake2b(digest_size=20)
+    try:
+        digest.update(Path(path).read_bytes())
+        for source in (__file__, layout_model.__file__, *depends_on):
+            digest.update(Path(source).read_bytes())
+    except OSError:
+        return None
+    digest.update(repr((np.__version__, scipy.__version__, int(sample_rate))).encode())
+    return folder / f"file-{digest.hexdigest()}.npz"
+
+
+def model_of_file(path: str | os.PathLike, sample_rate: int,
+                  depends_on: Sequence[str | os.PathLike] = ()) -> HrtfModel | None:
+    """The model prepared from the SOFA file ``path`` at ``sample_rate`` and stored with
+    :func:`keep_model_of_file`, from the disk cache; None if it holds none. The file is not
+    read as SOFA (no HDF5 library is loaded): its bytes name the model."""
+    where = _file_model_path(path, sample_rate, depends_on)
+    return None if where is None else _read_model(where, int(sample_rate))
+
+
+def keep_model_of_file(path: str | os.PathLike, sample_rate: int, model: HrtfModel,
+                       depends_on: Sequence[str | os.PathLike] = ()) -> None:
+    """Store ``model``, prepared from the SOFA file ``path``, for :func:`model_of_file`."""
+    where = _file_model_path(path, sample_rate, depends_on)
+    if where is not None:
+        _write_model(where, model)
+
+
 def _read_model(path: Path, sample_rate: int) -> HrtfModel | None:
     """The model stored at ``path``, or None if there is none or it is unreadable or
     inconsistent (it is then prepared again and rewritten)."""

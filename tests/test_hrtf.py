@@ -513,3 +513,34 @@ def test_no_disk_cache_when_turned_off(tmp_path, monkeypatch):
                 hrtf_module._prepare(octa_set()[0], 48000, 256))
     assert not any(tmp_path.iterdir())
     hrtf_module._prepare_cached.cache_clear()
+
+
+def test_models_of_sofa_files_are_found_by_the_files_bytes(tmp_path, monkeypatch):
+    # a headphone render's SOFA file (the packaged one, copied) is read and prepared once;
+    # afterwards its model comes from the disk cache by the file's bytes without reading it
+    # as SOFA; a file with other bytes, or another rate, has no model there
+    import shutil
+
+    from renderer import binaural
+    from renderer import hrtf as hrtf_module
+
+    monkeypatch.setenv("DUBSTAGE_CACHE_DIR", str(tmp_path / "cache"))
+    sofa = tmp_path / "set.sofa"
+    shutil.copyfile(hrtf_module.DEFAULT_SOFA, sofa)
+    hrtf_module._prepare_cached.cache_clear()
+    first = binaural._load_model(sofa, 48000)
+    assert len(list((tmp_path / "cache" / "hrtf").glob("file-*.npz"))) == 1
+    hrtf_module._prepare_cached.cache_clear()
+
+    def not_read(*args):
+        raise AssertionError("the SOFA file was read")
+
+    monkeypatch.setattr(hrtf_module, "load_sofa", not_read)
+    _same_model(first, binaural._load_model(sofa, 48000))
+    _same_model(first, hrtf_module.model_of_file(sofa, 48000, (binaural.__file__,)))
+    assert hrtf_module.model_of_file(sofa, 44100, (binaural.__file__,)) is None
+    assert hrtf_module.model_of_file(sofa, 48000) is None  # other code chose its size
+    sofa.write_bytes(sofa.read_bytes() + b"\0")
+    assert hrtf_module.model_of_file(sofa, 48000, (binaural.__file__,)) is None
+    monkeypatch.setenv("DUBSTAGE_CACHE_DIR", "off")
+    assert hrtf_module.model_of_file(sofa, 48000, (binaural.__file__,)) is None
