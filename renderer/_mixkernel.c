@@ -586,17 +586,35 @@ static PyObject *decode(PyObject *self, PyObject *args)
 
 typedef struct {
     int64_t key; /* track * frames + frame */
-    int64_t order; /* of the entry: the segments' starts, then their ends */
     const float *gains;
     float sign;
 } StepEntry;
 
-static int compare_steps(const void *a, const void *b)
+#define DIGIT_BITS 11 /* the radix sort's digit */
+
+/* Sort the n entries by key, keeping the order of equal keys (they are made in the order of
+   their `order`), keys in [0, 2^key_bits): a least-significant-digit radix sort through
+   `spare` (room for n entries); returns the array holding the result (entries or spare). */
+static StepEntry *sort_steps(StepEntry *entries, StepEntry *spare, int64_t n, int key_bits)
 {
-    const StepEntry *x = a, *y = b;
-    if (x->key != y->key)
-        return x->key < y->key ? -1 : 1;
-    return x->order < y->order ? -1 : x->order > y->order;
+    int64_t count[1 << DIGIT_BITS];
+    for (int shift = 0; shift < key_bits; shift += DIGIT_BITS) {
+        memset(count, 0, sizeof(count));
+        for (int64_t e = 0; e < n; e++)
+            count[(entries[e].key >> shift) & ((1 << DIGIT_BITS) - 1)]++;
+        int64_t total = 0;
+        for (int d = 0; d < (1 << DIGIT_BITS); d++) {
+            const int64_t c = count[d];
+            count[d] = total;
+            total += c;
+        }
+        for (int64_t e = 0; e < n; e++)
+            spare[count[(entries[e].key >> shift) & ((1 << DIGIT_BITS) - 1)]++] = entries[e];
+        StepEntry *swap = entries;
+        entries = spare;
+        spare = swap;
+    }
+    return entries;
 }
 
 static inline int64_t floor_div(int64_t a, int64_t m)
@@ -682,7 +700,7 @@ static PyObject *tables(PyObject *self, PyObject *args)
     const double *ramp_start = views[RAMP_START].buf, *ramp_step = views[RAMP_STEP].buf;
     const float *from = views[FROM].buf, *to = views[TO].buf;
     const int64_t start = start_ll, frames = k_count * m;
-    entries = malloc(sizeof(StepEntry) * (size_t)(2 * s_count) + 1);
+    entries = malloc(sizeof(StepEntry) * (size_t)(4 * s_count) + 1); /* and the sort's room */
     /* the steps' sums (at most 2 S rows), then the base gains' difference array */
     const int64_t sum_rows = 2 * s_count > (k_count + 1) * t_count ? 2 * s_count
                                                                     : (k_count + 1) * t_count;
@@ -697,7 +715,8 @@ static PyObject *tables(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     float *base = views[BASE].buf;
     int64_t *counts = views[COUNTS].buf;
-    /* the steps: entries inside sub-blocks, sorted by track and frame (stable) */
+    /* the steps: entries inside sub-blocks, made in the order of the segments' starts, then
+       their ends, and sorted by track and frame keeping that order among equal ones */
     int64_t n_entries = 0;
     for (int half = 0; half < 2; half++) {
         for (int64_t i = 0; i < s_count; i++) {
@@ -708,23 +727,25 @@ static PyObject *tables(PyObject *self, PyObject *args)
                 continue;
             const int ramp = ramp_step[i] != 0.0;
             entries[n_entries].key = (int64_t)track[i] * frames + at;
-            entries[n_entries].order = half * s_count + i;
             entries[n_entries].gains = (half || !ramp ? to : from) + i * o_count;
             entries[n_entries].sign = half ? -1.0f : 1.0f;
             n_entries++;
         }
     }
-    qsort(entries, (size_t)n_entries, sizeof(StepEntry), compare_steps);
+    int key_bits = 1;
+    while (key_bits < 62 && ((int64_t)1 << key_bits) < (int64_t)t_count * frames)
+        key_bits++;
+    StepEntry *sorted = sort_steps(entries, entries + 2 * s_count, n_entries, key_bits);
     /* their sums per (track, frame), kept where not all zero: in `sums` (n_steps, O) */
     int64_t n_steps = 0;
     for (int64_t e = 0; e < n_entries;) {
         double *row = sums + n_steps * o_count;
         for (int64_t o = 0; o < o_count; o++)
             row[o] = 0.0;
-        const int64_t key = entries[e].key;
-        for (; e < n_entries && entries[e].key == key; e++)
+        const int64_t key = sorted[e].key;
+        for (; e < n_entries && sorted[e].key == key; e++)
             for (int64_t o = 0; o < o_count; o++)
-                row[o] += (double)(entries[e].sign * entries[e].gains[o]);
+                row[o] += (double)(sorted[e].sign * sorted[e].gains[o]);
         int any = 0;
         for (int64_t o = 0; o < o_count && !any; o++)
             any = row[o] != 0.0;
