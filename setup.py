@@ -12,7 +12,7 @@ FLAGS = [] if sys.platform == "win32" else ["-O3"]
 
 setup(ext_modules=[
     Extension("renderer._mixkernel", ["renderer/_mixkernel.c"], optional=True,
-              extra_compile_args=FLAGS),
+              extra_compile_args=FLAGS, depends=["renderer/_vectors.h"]),
     Extension("renderer._binaural", ["renderer/_binaural.c"], optional=True,
-              extra_compile_args=FLAGS),
+              extra_compile_args=FLAGS, depends=["renderer/_vectors.h"]),
 ])

@@ -200,6 +200,8 @@ static inline void filter_bin(const float *a0, const float *a1, const float *a2,
 #define HAVE_AVX2_PATH 1
 #include <immintrin.h>
 
+#include "_vectors.h"
+
 /* complex products of four bins at once: x * y, re and im interleaved */
 __attribute__((target("avx2,fma"))) static inline __m256 complex_times(__m256 x, __m256 y)
 {
@@ -630,26 +632,6 @@ done:
 
 #ifdef HAVE_AVX2_PATH
 typedef float v8f __attribute__((vector_size(32)));
-
-/* An 8 x 8 transpose in registers: v[i] lane j becomes v[j] lane i. */
-__attribute__((target("avx2,fma"), always_inline)) static inline void transpose8(__m256 *v)
-{
-    __m256 pairs[8], quads[8];
-    for (int i = 0; i < 8; i += 2) {
-        pairs[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
-        pairs[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        quads[i] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0x44);
-        quads[i + 1] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0xEE);
-        quads[i + 2] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0x44);
-        quads[i + 3] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0xEE);
-    }
-    for (int j = 0; j < 4; j++) {
-        v[j] = _mm256_permute2f128_ps(quads[j], quads[4 + j], 0x20);
-        v[4 + j] = _mm256_permute2f128_ps(quads[j], quads[4 + j], 0x31);
-    }
-}
 
 #define DIF_BASE 256 /* sub-transforms up to this size done pass by pass (in the cache) */
 

@@ -150,6 +150,9 @@ static void mix_plain(const Batch *b, float *x)
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_AVX2_PATH 1
 #include <immintrin.h>
+
+#include "_vectors.h"
+
 typedef float f8 __attribute__((vector_size(32), aligned(4)));
 typedef float f4 __attribute__((vector_size(16), aligned(4)));
 
@@ -443,27 +446,12 @@ __attribute__((target("avx2,fma"))) static int tile_by_tracks_avx2(
     int t0 = 0;
     for (; t0 + 8 <= t_count; t0 += 8) {
         for (int r0 = 0; r0 < TILE; r0 += 8) {
-            __m256 v[8], pairs[8], quads[8];
+            __m256 v[8];
             for (int i = 0; i < 8; i++)
                 v[i] = _mm256_loadu_ps(tile + (size_t)(r0 + i) * t_count + t0);
-            /* frames i, i + 1 interleaved; then four frames together in each half */
-            for (int i = 0; i < 8; i += 2) {
-                pairs[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
-                pairs[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
-            }
-            for (int i = 0; i < 8; i += 4) {
-                quads[i] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0x44);
-                quads[i + 1] = _mm256_shuffle_ps(pairs[i], pairs[i + 2], 0xEE);
-                quads[i + 2] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0x44);
-                quads[i + 3] = _mm256_shuffle_ps(pairs[i + 1], pairs[i + 3], 0xEE);
-            }
-            /* track j: the low (j < 4) or high halves of quads[j % 4] and quads[4 + j % 4] */
-            for (int j = 0; j < 4; j++) {
-                _mm256_storeu_ps(out + (t0 + j) * row + r0,
-                                 _mm256_permute2f128_ps(quads[j], quads[4 + j], 0x20));
-                _mm256_storeu_ps(out + (t0 + 4 + j) * row + r0,
-                                 _mm256_permute2f128_ps(quads[j], quads[4 + j], 0x31));
-            }
+            transpose8(v); /* v[j]: track t0 + j of frames r0 .. r0 + 7 */
+            for (int j = 0; j < 8; j++)
+                _mm256_storeu_ps(out + (t0 + j) * row + r0, v[j]);
         }
     }
     return t0;
