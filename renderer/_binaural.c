@@ -74,8 +74,7 @@
 #define M_PI 3.14159265358979323846
 #endif
 
-static int have_avx2 = 0;
-static int use_avx2 = 0; /* the AVX2 and FMA loops (where the CPU has them) */
+#include "_vectors.h"
 
 /* ---- place ---- */
 
@@ -199,8 +198,6 @@ static inline void filter_bin(const float *a0, const float *a1, const float *a2,
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_AVX2_PATH 1
 #include <immintrin.h>
-
-#include "_vectors.h"
 
 /* complex products of four bins at once: x * y, re and im interleaved */
 __attribute__((target("avx2,fma"))) static inline __m256 complex_times(__m256 x, __m256 y)
@@ -898,18 +895,6 @@ done:
     return result;
 }
 
-/* use_vectors(flag): the AVX2 products where the CPU has them (flag true, the default) or
-   the plain loops (for tests); returns whether the AVX2 products are used now. */
-static PyObject *use_vectors(PyObject *self, PyObject *args)
-{
-    (void)self;
-    int flag;
-    if (!PyArg_ParseTuple(args, "p", &flag))
-        return NULL;
-    use_avx2 = flag && have_avx2;
-    return PyBool_FromLong(use_avx2);
-}
-
 static PyMethodDef methods[] = {
     {"place", place, METH_VARARGS, "Interpolated HRTF filters into rows (see the module)."},
     {"products", products, METH_VARARGS, "Per-bin products summed over rows (see the module)."},
@@ -931,10 +916,6 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__binaural(void)
 {
-#ifdef HAVE_AVX2_PATH
-    __builtin_cpu_init();
-    have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    use_avx2 = have_avx2;
-#endif
+    detect_vectors();
     return PyModule_Create(&module);
 }

@@ -22,9 +22,10 @@
  *
  * decode(raw, first_byte, n_frames, encoding, n_tracks, out) gives the decoded samples
  * themselves (float32 (n_frames, n_tracks): C order, or each track's frames contiguous, the
- * transpose of a (n_tracks, n) array, written TILE frames at a time); tables(...) makes the tables above from the
- * segments overlapping a batch and encode(...) the outputs' 16- and 24-bit PCM (see their
- * sections below); use_vectors(flag) turns the AVX2 path off and on (for tests).
+ * transpose of a (n_tracks, n) array, written TILE frames at a time); tables(...) makes the
+ * tables above from the segments overlapping a batch and encode(...) the outputs' 16- and
+ * 24-bit PCM (see their sections below); use_vectors(flag) turns the AVX2 path off and on
+ * (for tests; renderer/_vectors.h).
  *
  * On x86-64 with AVX2 and FMA (checked when the module is loaded) the products use 8-float
  * vectors (and one of 4 floats); elsewhere the plain loops below, which the compiler
@@ -36,6 +37,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "_vectors.h"
 
 typedef struct {
     const uint8_t *raw;
@@ -150,8 +153,6 @@ static void mix_plain(const Batch *b, float *x)
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_AVX2_PATH 1
 #include <immintrin.h>
-
-#include "_vectors.h"
 
 typedef float f8 __attribute__((vector_size(32), aligned(4)));
 typedef float f4 __attribute__((vector_size(16), aligned(4)));
@@ -293,8 +294,6 @@ __attribute__((target("avx2,fma"))) static void mix_avx2(const Batch *b, float *
     }
 }
 #endif
-
-static int use_avx2 = 0;
 
 /* A C-contiguous buffer of at least `items` items of `itemsize` bytes, or an exception. */
 static int get_buffer(PyObject *object, Py_buffer *view, int writable, Py_ssize_t itemsize,
@@ -1051,24 +1050,10 @@ done:
     return result;
 }
 
-static int have_avx2 = 0;
-
 static PyObject *vectorised(PyObject *self, PyObject *unused)
 {
     (void)self;
     (void)unused;
-    return PyBool_FromLong(use_avx2);
-}
-
-/* use_vectors(flag): use the AVX2 path where the CPU has it (flag true, the default) or the
-   plain one (for tests); returns whether the AVX2 path is used now. */
-static PyObject *use_vectors(PyObject *self, PyObject *args)
-{
-    (void)self;
-    int flag;
-    if (!PyArg_ParseTuple(args, "p", &flag))
-        return NULL;
-    use_avx2 = flag && have_avx2;
     return PyBool_FromLong(use_avx2);
 }
 
@@ -1091,10 +1076,6 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__mixkernel(void)
 {
-#ifdef HAVE_AVX2_PATH
-    __builtin_cpu_init();
-    have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    use_avx2 = have_avx2;
-#endif
+    detect_vectors();
     return PyModule_Create(&module);
 }

@@ -1,6 +1,34 @@
-/* Helpers shared by the native parts (renderer/_mixkernel.c, renderer/_binaural.c). */
+/* What the native parts (renderer/_mixkernel.c, renderer/_binaural.c) share about their
+ * vector loops: whether the CPU has AVX2 and FMA (detect_vectors, at the module's import),
+ * whether the AVX2 loops are used (the module function use_vectors: the plain loops for the
+ * tests), and an 8 x 8 transpose. Included after Python.h. */
 #ifndef DUBSTAGE_VECTORS_H
 #define DUBSTAGE_VECTORS_H
+
+static int have_avx2 = 0; /* the CPU has AVX2 and FMA */
+static int use_avx2 = 0;  /* the AVX2 and FMA loops are used */
+
+/* Set have_avx2 and use_avx2 from the CPU (x86-64 with GCC or clang; elsewhere both stay 0). */
+static void detect_vectors(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    use_avx2 = have_avx2;
+#endif
+}
+
+/* use_vectors(flag): the AVX2 loops where the CPU has them (flag true, the default) or the
+   plain ones (for tests); returns whether the AVX2 loops are used now. */
+static PyObject *use_vectors(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int flag;
+    if (!PyArg_ParseTuple(args, "p", &flag))
+        return NULL;
+    use_avx2 = flag && have_avx2;
+    return PyBool_FromLong(use_avx2);
+}
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
