@@ -299,7 +299,7 @@ class _FilterBank:
         self.triangles = np.asarray(model.triangles, np.int64)
         self.inverses = np.asarray(model.inverses, np.float64)
         self.neighbours = _triangle_neighbours(self.triangles)
-        from renderer.hrtf import barycentric_columns, containing_triangles  # h5py, scipy
+        from renderer.hrtf import barycentric_columns, containing_triangles  # (JAX)
 
         self.columns = barycentric_columns(model)
         self._containing = containing_triangles
@@ -1080,8 +1080,8 @@ class BinauralStage:
 
     def _in_groups(self, work, parts: Sequence | None = None) -> list:
         """``work(part)`` for every part (default: every row group), one per thread: the last
-        in this thread, the others in the stage's thread pool (numpy, scipy's FFTs and the
-        products release the GIL)."""
+        in this thread, the others in the stage's thread pool (numpy and the C loops release
+        the GIL)."""
         *others, last = self.groups if parts is None else parts
         futures = [self.pool.submit(work, part) for part in others]
         mine = work(last)
@@ -1166,7 +1166,8 @@ def _fft_twiddles(n_fft: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _NumpyOps:
-    """Array operations of the convolution on the host (numpy, scipy's threaded FFTs)."""
+    """Array operations of the convolution on the host (numpy and the package's C loops;
+    scipy's FFTs where those are not built or the CPU has no AVX2)."""
 
     @staticmethod
     def matmul(spectra: np.ndarray, filters: np.ndarray) -> np.ndarray:
